@@ -1,0 +1,27 @@
+// Every way a model file can be wrong, as one error type that names the culprit.
+// The UI and the CLI show `message`; tests match `code` and `subject`.
+
+export type WeightsErrorCode =
+  | 'file-too-small'      // fewer than 8 bytes: not even a header length
+  | 'header-too-large'    // header length beyond the file or beyond the sane limit
+  | 'header-json'         // header is not valid JSON / not an object
+  | 'header-entry'        // a tensor entry lacks dtype/shape/data_offsets or has the wrong types
+  | 'dtype'               // a dtype we cannot read, or one that disagrees with the shape's byte size
+  | 'offsets'             // data offsets outside the data section, reversed, or overlapping
+  | 'truncated'           // the file ends before the data section does
+  | 'missing-tensor'      // the config requires a tensor that is not in the file
+  | 'shape'               // a tensor's shape disagrees with the config
+  | 'values'              // a tensor holds NaN or infinity
+  | 'config';             // config.json is malformed or out of range
+
+export class WeightsError extends Error {
+  override readonly name = 'WeightsError';
+  constructor(
+    readonly code: WeightsErrorCode,
+    /** The tensor name or config field at fault, '' when the file as a whole is. */
+    readonly subject: string,
+    message: string,
+  ) {
+    super(subject ? `${subject}: ${message}` : message);
+  }
+}
