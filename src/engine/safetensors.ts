@@ -118,8 +118,16 @@ function checkOffsets(tensors: Map<string, TensorInfo>, dataStart: number, dataB
     last = Math.max(last, t.end);
   }
   if (last - dataStart > dataBytes) {
-    const culprit = sorted.find((t) => t.end - dataStart > dataBytes);
-    throw new WeightsError('truncated', culprit?.name ?? '', `the file ends at byte ${dataStart + dataBytes} but the data runs to byte ${last}`);
+    // A cut-off file loses the tail of tightly packed data; a tensor that starts past the end,
+    // after a gap the rest of the data does not explain, has bad offsets instead.
+    const at = sorted.findIndex((t) => t.end - dataStart > dataBytes);
+    const culprit = sorted[at];
+    const packedEnd = at > 0 ? sorted[at - 1].end : dataStart;
+    const fileEnd = dataStart + dataBytes;
+    if (culprit.begin >= fileEnd && culprit.begin > packedEnd) {
+      throw new WeightsError('offsets', culprit.name, `data_offsets point past the end of the file (byte ${culprit.begin} ≥ ${fileEnd})`);
+    }
+    throw new WeightsError('truncated', culprit.name, `the file ends at byte ${fileEnd} but this tensor's data runs to byte ${culprit.end}: the file is truncated`);
   }
 }
 

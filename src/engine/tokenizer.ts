@@ -20,7 +20,7 @@ export function decode(ids: Iterable<number>): string {
 let tokenBytes: Uint8Array[] | null = null;
 
 /** The raw bytes of every token: a token may hold half of a UTF-8 character. */
-function bytesOf(id: number): Uint8Array {
+export function bytesOf(id: number): Uint8Array {
   if (tokenBytes === null) {
     const utf8 = new TextEncoder();
     tokenBytes = (bpeRanks as (string | number[])[]).map((t) => (typeof t === 'string' ? utf8.encode(t) : Uint8Array.from(t)));
