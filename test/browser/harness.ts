@@ -1,0 +1,153 @@
+// Shared helpers for the browser tests: build the app once, serve it with `vite preview` (the
+// COOP/COEP headers of vite.config.ts included) on a free port, and drive Debian's Chromium
+// through playwright-core with a fresh profile. Never downloads a browser.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
+import type { PreviewServer } from 'vite';
+import { preview } from 'vite';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CHROMIUM = '/usr/bin/chromium';
+export const RESULTS = join(ROOT, 'test-results');
+const BUNDLED = join(ROOT, 'public/models/shakespeare');
+
+const run = promisify(execFile);
+
+export function requireChromium(): void {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`bash tools/setup.sh\` (or apt-get install -y chromium).`);
+  }
+}
+
+/** The bundled model must exist: the app loads it through the store from its own origin. */
+export function requireBundledModel(): void {
+  for (const f of ['config.json', 'model.safetensors']) {
+    if (!existsSync(join(BUNDLED, f))) {
+      throw new Error(`The bundled model is missing: ${join('public/models/shakespeare', f)} (train it with tools/train_shakespeare.py).`);
+    }
+  }
+}
+
+/** `vite build` into a fresh temporary folder; returns it. */
+export async function buildApp(): Promise<string> {
+  const outDir = await mkdtemp(join(tmpdir(), 'gpt2-chat-dist-'));
+  try {
+    await run(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], {
+      cwd: ROOT,
+      maxBuffer: 64 << 20,
+      timeout: 300_000,
+    });
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`vite build failed:\n${err.stderr || err.stdout || err.message}`);
+  }
+  const models = join(outDir, 'models/shakespeare/model.safetensors');
+  if (!existsSync(models)) throw new Error('the build has no models/shakespeare/model.safetensors (public/models/shakespeare is copied as is)');
+  return outDir;
+}
+
+/** Copies a model folder (config.json + model.safetensors) to `<dist>/models/<name>/`. */
+export async function stageModel(dist: string, from: string, name: string): Promise<void> {
+  const to = join(dist, 'models', name);
+  await mkdir(to, { recursive: true });
+  await cp(from, to, { recursive: true });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface Served {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** `vite preview` of `dist` (with vite.config.ts, so with its headers) on `port`. */
+export async function serve(dist: string, port?: number): Promise<Served> {
+  const p = port ?? (await freePort());
+  const server: PreviewServer = await preview({
+    root: ROOT,
+    configFile: join(ROOT, 'vite.config.ts'),
+    logLevel: 'warn',
+    build: { outDir: dist },
+    preview: { port: p, strictPort: true, host: '127.0.0.1', open: false },
+  });
+  const url = `http://127.0.0.1:${p}/`;
+  return {
+    url,
+    port: p,
+    stop: () => server.close(),
+  };
+}
+
+export interface Browser {
+  context: BrowserContext;
+  page: Page;
+  /** Everything the page logged (errors especially), for failure messages. */
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Debian's Chromium with a fresh temporary profile. */
+export async function launch(options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {}): Promise<Browser> {
+  requireChromium();
+  const profile = await mkdtemp(join(tmpdir(), 'gpt2-chat-profile-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: options.width ?? 1280, height: options.height ?? 860 },
+    colorScheme: options.colorScheme ?? 'light',
+    serviceWorkers: 'allow',
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const logs: string[] = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  return {
+    context,
+    page,
+    logs,
+    close: async () => {
+      await context.close().catch(() => undefined);
+      await rm(profile, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+export async function ensureResults(): Promise<string> {
+  await mkdir(RESULTS, { recursive: true });
+  return RESULTS;
+}
+
+export async function fileSize(path: string): Promise<number> {
+  return (await stat(path)).size;
+}
