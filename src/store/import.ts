@@ -1,0 +1,87 @@
+import type { ByteSource } from '../engine/weights.ts';
+import type { ChatTemplateId } from './catalog.ts';
+import type { ModelRecord } from './db.ts';
+import { cancelled } from './errors.ts';
+import { randomId } from './ids.ts';
+import { Sha256, toHex } from './sha256.ts';
+import type { StoreContext } from './tx.ts';
+import { fileChunks, runTx } from './tx.ts';
+import { checkModel } from './validate.ts';
+
+// Copies a config.json and a model.safetensors the user picked into the store. Both are checked
+// by the engine's parser before a single byte is stored; a copy that fails half-way (full disk,
+// cancel) is removed again, and one whose tab died is swept on the next open (see sweep.ts).
+
+export interface ImportOptions {
+  template?: ChatTemplateId;
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+}
+
+/** Random access to a Blob (a picked File); slices are read lazily, never the whole file. */
+export function blobSource(blob: Blob): ByteSource {
+  return {
+    size: blob.size,
+    read: async (begin, end) => new Uint8Array(await blob.slice(begin, Math.min(end, blob.size)).arrayBuffer()),
+  };
+}
+
+export async function importModel(ctx: StoreContext, config: Blob, weights: Blob, name: string, opts: ImportOptions = {}): Promise<ModelRecord> {
+  const configText = await config.text();
+  await checkModel(configText, blobSource(weights));
+  const fileId = randomId();
+  const chunkBytes = ctx.chunkBytes;
+  await runTx(ctx, ['imports'], 'readwrite', async (tx) => {
+    await tx.store.put({ fileId, name, updatedAt: ctx.now() });
+  });
+  try {
+    const sha256 = await copyChunks(ctx, fileId, name, weights, opts);
+    const now = ctx.now();
+    const model: ModelRecord = {
+      id: `import:${fileId}`,
+      name: name.trim() || 'Imported model',
+      template: opts.template ?? 'transcript',
+      origin: 'import',
+      sourceUrl: null,
+      configText,
+      fileId,
+      size: weights.size,
+      chunkBytes,
+      sha256,
+      addedAt: now,
+      lastUsedAt: null,
+    };
+    await runTx(ctx, ['models', 'imports'], 'readwrite', async (tx) => {
+      await tx.objectStore('imports').delete(fileId);
+      await tx.objectStore('models').put(model);
+    });
+    return model;
+  } catch (e) {
+    await removeImport(ctx, fileId).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function copyChunks(ctx: StoreContext, fileId: string, name: string, weights: Blob, opts: ImportOptions): Promise<string> {
+  const hasher = new Sha256();
+  const { chunkBytes } = ctx;
+  for (let at = 0, index = 0; at < weights.size; at += chunkBytes, index++) {
+    if (opts.signal?.aborted) throw cancelled('The import was cancelled.');
+    const buffer = await weights.slice(at, at + chunkBytes).arrayBuffer();
+    hasher.update(new Uint8Array(buffer));
+    await runTx(ctx, ['imports', 'chunks'], 'readwrite', async (tx) => {
+      await tx.objectStore('chunks').put(buffer, [fileId, index]);
+      await tx.objectStore('imports').put({ fileId, name, updatedAt: ctx.now() });
+    });
+    opts.onProgress?.(Math.min(weights.size, at + chunkBytes), weights.size);
+  }
+  return toHex(hasher.digest());
+}
+
+/** Deletes the chunks and staging record of an unfinished import. */
+export function removeImport(ctx: StoreContext, fileId: string): Promise<void> {
+  return runTx(ctx, ['imports', 'chunks'], 'readwrite', async (tx) => {
+    await tx.objectStore('chunks').delete(fileChunks(fileId));
+    await tx.objectStore('imports').delete(fileId);
+  });
+}
