@@ -3,10 +3,10 @@
 import 'fake-indexeddb/auto';
 import { createHash } from 'node:crypto';
 import { IDBFactory } from 'fake-indexeddb';
-import { afterEach } from 'vitest';
+import { afterEach, vi } from 'vitest';
 import type { ByteSource } from '../../src/engine/weights.ts';
 import type { ModelStoreOptions } from '../../src/store/index.ts';
-import { ModelStore } from '../../src/store/index.ts';
+import { ModelStore, StoreError } from '../../src/store/index.ts';
 import { tinyBytes, tinyConfigText } from '../helpers/model-bytes.ts';
 
 export { tinyBytes, tinyConfigText };
@@ -81,3 +81,36 @@ export async function importTiny(store: ModelStore, name = 'tiny'): Promise<stri
   return (await store.importFiles(blob(tinyConfigText()), blob(tinyBytes()), name)).id;
 }
 
+
+/** The StoreError `p` rejects with; fails the test if it resolves or throws something else. */
+export async function rejection(p: Promise<unknown>): Promise<StoreError> {
+  const e = await p.then(
+    () => new Error('expected a rejection'),
+    (err: unknown) => err,
+  );
+  if (!(e instanceof StoreError)) throw e;
+  return e;
+}
+
+/** Makes the n-th chunk put (1-based) fail like a full disk does; undo with vi.restoreAllMocks(). */
+export function quotaOnChunkPut(n: number, how: 'throws' | 'aborts'): void {
+  const real = IDBObjectStore.prototype.put;
+  let puts = 0;
+  vi.spyOn(IDBObjectStore.prototype, 'put').mockImplementation(function (this: IDBObjectStore, value: unknown, key?: IDBValidKey) {
+    if (this.name !== 'chunks' || ++puts !== n) return real.call(this, value, key);
+    if (how === 'throws') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+    // Browsers usually accept the put and abort the whole transaction at commit time.
+    const request = real.call(this, value, key);
+    (this.transaction as unknown as { _abort(name: string): void })._abort('QuotaExceededError');
+    return request;
+  });
+}
+
+/** Polls until `check` holds (the store commits chunk by chunk, asynchronously). */
+export async function until(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -1,20 +1,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DB_VERSION } from '../../src/store/db.ts';
-import { openStoredModel, ModelStore, StoreError } from '../../src/store/index.ts';
+import type { StoreError } from '../../src/store/index.ts';
+import { openStoredModel, ModelStore } from '../../src/store/index.ts';
 import { withHeader } from '../helpers/model-bytes.ts';
-import { CHUNK, DB, blob, harness, importTiny, readAll, rowCounts, sha256, storedSha, tinyBytes, tinyConfigText } from './helpers.ts';
+import { CHUNK, DB, blob, harness, importTiny, quotaOnChunkPut, readAll, rejection, rowCounts, sha256, storedSha, tinyBytes, tinyConfigText } from './helpers.ts';
 
 const TINY_SHA = sha256(tinyBytes());
 const TINY_CHUNKS = Math.ceil(tinyBytes().length / CHUNK);
-
-async function rejection(p: Promise<unknown>): Promise<StoreError> {
-  const e = await p.then(
-    () => new Error('expected a rejection'),
-    (err: unknown) => err,
-  );
-  if (!(e instanceof StoreError)) throw e;
-  return e;
-}
 
 const configWith = (patch: Record<string, unknown>): string => JSON.stringify({ ...JSON.parse(tinyConfigText()), ...patch });
 
@@ -150,20 +142,6 @@ describe('delete', () => {
 });
 
 describe('a full disk', () => {
-  /** Makes the n-th chunk put (1-based) fail like a full disk does, one way or the other. */
-  function quotaOnChunkPut(n: number, how: 'throws' | 'aborts'): void {
-    const real = IDBObjectStore.prototype.put;
-    let puts = 0;
-    vi.spyOn(IDBObjectStore.prototype, 'put').mockImplementation(function (this: IDBObjectStore, value: unknown, key?: IDBValidKey) {
-      if (this.name !== 'chunks' || ++puts !== n) return real.call(this, value, key);
-      if (how === 'throws') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
-      // Browsers usually accept the put and abort the whole transaction at commit time.
-      const request = real.call(this, value, key);
-      (this.transaction as unknown as { _abort(name: string): void })._abort('QuotaExceededError');
-      return request;
-    });
-  }
-
   it.each(['throws', 'aborts'] as const)('fails an import with code quota and leaves the store intact (put %s)', async (how) => {
     const h = harness();
     const store = await h.open();
