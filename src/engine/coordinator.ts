@@ -78,11 +78,17 @@ export class Coordinator implements Decoder {
       }
     }
     let T = 0;
-    for (let from = 0; from < n; from += T) {
-      T = Math.min(MAX_ROWS, n - from);
-      await this.forward(ids, from, T);
+    try {
+      for (let from = 0; from < n; from += T) {
+        T = Math.min(MAX_ROWS, n - from);
+        await this.forward(ids, from, T);
+      }
+      await this.unembed(T - 1);
+    } catch (e) {
+      // A shard failed part-way: no KV cache can be trusted any more (a restarted worker's is empty).
+      this.position = 0;
+      throw e;
     }
-    await this.unembed(T - 1);
     return this.group.logits;
   }
 
