@@ -64,19 +64,36 @@ describe('stored model source', () => {
     const { source } = await store.openStoredModel(id);
     const file = tinyBytes();
     expect(source.size).toBe(file.length);
+    // In this order, so the kept last chunk is reused, skipped, and not wrongly reused for the next one.
     const ranges: Array<[number, number]> = [
-      [0, 8], [0, CHUNK], [CHUNK - 3, CHUNK + 5], [CHUNK, 2 * CHUNK], [5, 3 * CHUNK + 17],
-      [file.length - 10, file.length], [file.length - 10, file.length + 100], [100, 100],
+      [0, 8], [0, CHUNK], [CHUNK - 3, CHUNK + 5], [CHUNK + 7, CHUNK + 9], [CHUNK, 2 * CHUNK], [2 * CHUNK, 2 * CHUNK + 10],
+      [3 * CHUNK, 3 * CHUNK + 1], [5, 3 * CHUNK + 17], [file.length - 10, file.length], [file.length - 10, file.length + 100],
+      [100, 100], [0, 8],
     ];
-    for (let i = 0; i < 30; i++) {
-      const b = Math.floor(Math.random() * file.length);
-      ranges.push([b, Math.min(file.length, b + Math.floor(Math.random() * 3 * CHUNK))]);
+    let seed = 12345;
+    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    for (let i = 0; i < 40; i++) {
+      const b = random(file.length);
+      ranges.push([b, Math.min(file.length, b + random(3 * CHUNK))]);
     }
     for (const [b, e] of ranges) {
       const got = await source.read(b, e);
       expect(got.length, `[${b}, ${e})`).toBe(Math.max(0, Math.min(e, file.length) - b));
       expect(Buffer.from(got).equals(Buffer.from(file.subarray(b, e))), `[${b}, ${e})`).toBe(true);
     }
+  });
+
+  it('fetches only the chunks a read overlaps, and none again for the chunk it kept', async () => {
+    const store = await harness().open();
+    const id = await importTiny(store);
+    const { source } = await store.openStoredModel(id);
+    const getAll = vi.spyOn(IDBObjectStore.prototype, 'getAll');
+    const fetched = (): Array<[number, number]> =>
+      getAll.mock.calls.map(([range]) => [(range as IDBKeyRange).lower[1], (range as IDBKeyRange).upper[1]]);
+    await source.read(CHUNK + 5, 3 * CHUNK + 5);
+    await source.read(3 * CHUNK + 5, 3 * CHUNK + 9);
+    await source.read(3 * CHUNK + 9, 4 * CHUNK + 1);
+    expect(fetched()).toEqual([[1, 3], [4, 4]]);
   });
 
   it('reports missing chunks as a corrupt store rather than short data', async () => {
