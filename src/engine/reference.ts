@@ -51,9 +51,13 @@ export class LocalShardGroup implements ShardGroup {
  * The single-thread reference engine: the whole model as one shard on the calling thread.
  * `weights` must have been loaded with the plan `planShards(config, shards)`.
  */
-export function createReferenceDecoder(weights: LoadedWeights, shards = 1, kernels: Kernels = jsKernels): Coordinator {
+export function createReferenceDecoder(
+  weights: LoadedWeights,
+  shards = 1,
+  kernels: Kernels = jsKernels,
+  mode: DecoderMode = { kind: 'reference', workers: 0, sync: 'none', sharedMemory: false },
+): Coordinator {
   const plan = planShards(weights.config, shards);
   if (weights.shards.length !== shards) throw new RangeError(`weights were loaded for ${weights.shards.length} shards, not ${shards}`);
-  const mode: DecoderMode = { kind: 'reference', workers: 0, sync: 'none', sharedMemory: false };
   return new Coordinator(weights.config, weights.common, new LocalShardGroup(weights.config, plan, weights, kernels, mode), kernels);
 }
