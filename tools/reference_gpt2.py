@@ -88,6 +88,32 @@ class GPT2Config:
 
 
 # --------------------------------------------------------------------------
+# Matrix-product primitives. The defaults are the plain definitions; the
+# training script swaps in mathematically identical oneDNN-backed versions
+# (Debian's torch links the slow reference BLAS). Fixtures always use these.
+# --------------------------------------------------------------------------
+class Ops:
+    @staticmethod
+    def linear(x, W, b):  # x [..., in] @ W [in, out] + b [out]
+        return x @ W + b
+
+    @staticmethod
+    def head(x, wte):  # x [N, d] @ wte^T -> [N, V]
+        return x @ wte.t()
+
+    @staticmethod
+    def qk(q, k):  # [G, T, hd] x [G, S, hd] -> [G, T, S]
+        return q @ k.transpose(-1, -2)
+
+    @staticmethod
+    def pv(p, v):  # [G, T, S] x [G, S, hd] -> [G, T, hd]
+        return p @ v
+
+
+OPS = Ops()
+
+
+# --------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------
 class Conv1D(nn.Module):
@@ -99,7 +125,7 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight + self.bias
+        return OPS.linear(x, self.weight, self.bias)
 
 
 class LayerNorm(nn.Module):
@@ -140,7 +166,9 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         P = k.shape[2] - T  # number of cached positions before these T tokens
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)  # [B, H, T, P+T]
+        S = P + T
+        scores = OPS.qk(q.reshape(B * H, T, hd), k.reshape(B * H, S, hd)).view(B, H, T, S)
+        scores = scores / math.sqrt(hd)  # [B, H, T, P+T]
         # query i (absolute position P+i) may attend to keys j <= P+i
         qpos = torch.arange(T, device=x.device).unsqueeze(1) + P
         kpos = torch.arange(P + T, device=x.device).unsqueeze(0)
@@ -148,7 +176,7 @@ class Attention(nn.Module):
         scores = scores.masked_fill(future, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         probs = self.attn_drop(probs)
-        y = probs @ v  # [B, H, T, hd]
+        y = OPS.pv(probs.reshape(B * H, T, S), v.reshape(B * H, S, hd)).view(B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, d)  # concat heads
         y = self.resid_drop(self.c_proj(y))
         return y, (k, v)
@@ -228,7 +256,8 @@ class GPT2(nn.Module):
         if last_only:
             x = x[:, -1:]
         x = self.ln_f(x)
-        logits = x @ self.wte.weight.t()
+        Bx, Tx, _ = x.shape
+        logits = OPS.head(x.reshape(Bx * Tx, -1), self.wte.weight).view(Bx, Tx, -1)
         return logits, presents
 
     # -- convenience -------------------------------------------------------
