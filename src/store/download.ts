@@ -148,8 +148,8 @@ class DownloadJob {
   }
 
   /** Facts of a 200/206 response, or null for 416 (the range we asked for is gone). */
-  private facts(res: Response): ResponseFacts | null {
-    return res.status === 416 ? null : responseFacts(res);
+  private facts(res: Response, from: number): ResponseFacts | null {
+    return res.status === 416 ? null : responseFacts(res, from);
   }
 
   private changedUpstream(f: ResponseFacts): boolean {
@@ -160,14 +160,14 @@ class DownloadJob {
   private async transfer(): Promise<void> {
     const from = this.rec.bytesStored;
     let res = await this.request(from);
-    let facts = this.facts(res);
+    let facts = this.facts(res, from);
     if (!facts || facts.start !== from || this.changedUpstream(facts)) {
       // The server ignored the Range (200), no longer has it (416), or the file changed: start over.
       await this.reset();
       if (!facts || facts.start !== 0) {
         await res.body?.cancel().catch(() => undefined);
         res = await this.request(0);
-        facts = responseFacts(res);
+        facts = responseFacts(res, 0);
         if (facts.start !== 0) throw new StoreError('http', `${this.rec.weightsUrl}: the server sent bytes from ${facts.start} instead of the whole file.`);
       }
     }

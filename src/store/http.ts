@@ -40,18 +40,22 @@ function contentLength(headers: Headers): number | null {
   return raw !== null && /^\d+$/.test(raw.trim()) ? Number(raw) : null;
 }
 
-/** Reads the facts of a 200 or 206 response; throws StoreError 'http' for anything else. */
-export function responseFacts(res: Response): ResponseFacts {
+/**
+ * Reads the facts of a 200 or 206 response to a request for the bytes from `requestedFrom` on;
+ * throws StoreError 'http' for any other status.
+ */
+export function responseFacts(res: Response, requestedFrom: number): ResponseFacts {
   const sha256 = statedSha256(res.headers);
   const etagRaw = res.headers.get('etag');
   const etag = etagRaw && !etagRaw.startsWith('W/') ? etagRaw : null;
-  if (res.status === 200) return { start: 0, total: contentLength(res.headers), sha256, etag };
-  if (res.status === 206) {
-    const range = parseContentRange(res.headers.get('content-range'));
-    if (!range) throw new StoreError('http', `The server sent part of ${res.url} without a valid Content-Range.`);
-    return { start: range.start, total: range.total, sha256, etag };
-  }
-  throw httpError(res);
+  const length = contentLength(res.headers);
+  if (res.status === 200) return { start: 0, total: length, sha256, etag };
+  if (res.status !== 206) throw httpError(res);
+  const range = parseContentRange(res.headers.get('content-range'));
+  if (range) return { start: range.start, total: range.total, sha256, etag };
+  // Content-Range is not a CORS-safelisted header: a cross-origin CDN may hide it. A 206 to an
+  // open-ended single range then starts where asked and runs to the end of the file.
+  return { start: requestedFrom, total: length === null ? null : requestedFrom + length, sha256, etag };
 }
 
 export function httpError(res: Response): StoreError {

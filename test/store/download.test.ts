@@ -144,6 +144,23 @@ describe('download', () => {
     expect(await storedSha(store, m.id)).toBe(sha256(revised));
   });
 
+  it('resumes when a cross-origin server hides Content-Range (not CORS-safelisted)', async () => {
+    const s = serve();
+    const hiding: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (res.status !== 206) return res;
+      const headers = new Headers(res.headers);
+      headers.delete('content-range');
+      return new Response(res.body, { status: 206, headers });
+    };
+    const store = await harness().open({ fetch: hiding });
+    srv.dropNext(s.weights, 2.5 * CHUNK);
+    await rejection(store.download(s.entry(store)));
+    const m = await store.download(s.entry(store));
+    expect(weightRequests(s).at(-1)).toEqual({ range: `bytes=${2 * CHUNK}-`, status: 206 });
+    expect(await storedSha(store, m.id)).toBe(FILE_SHA);
+  });
+
   it('accepts the sha256 in a quoted x-linked-etag, as Hugging Face sends it', async () => {
     const s = serve(FILE, tinyConfigText(), { 'x-linked-etag': `"${FILE_SHA}"` });
     const store = await harness().open();
