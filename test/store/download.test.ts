@@ -110,6 +110,26 @@ describe('download', () => {
     expect(await rowCounts(h.factory)).toEqual({ models: 1, downloads: 0, imports: 0, chunks: TINY_CHUNKS });
   });
 
+  it('finishes without the network when every byte was stored before the tab died', async () => {
+    const s = serve();
+    const h = harness();
+    const store = await h.open();
+    const real = IDBObjectStore.prototype.put;
+    vi.spyOn(IDBObjectStore.prototype, 'put').mockImplementation(function (this: IDBObjectStore, value: unknown, key?: IDBValidKey) {
+      if (this.name === 'models') throw new DOMException('tab closed during verification', 'UnknownError');
+      return real.call(this, value, key);
+    });
+    const entry = s.entry(store);
+    expect((await rejection(store.download(entry))).code).toBe('idb');
+    vi.restoreAllMocks();
+    expect(await store.pendingDownloads()).toMatchObject([{ bytesStored: TOTAL, totalBytes: TOTAL }]);
+    srv.requests.length = 0;
+    const m = await store.download(entry);
+    expect(srv.requests).toEqual([]);
+    expect(await storedSha(store, m.id)).toBe(FILE_SHA);
+    expect(await rowCounts(h.factory)).toEqual({ models: 1, downloads: 0, imports: 0, chunks: TINY_CHUNKS });
+  });
+
   it('starts over cleanly when the server ignores Range', async () => {
     const s = serve();
     const h = harness();

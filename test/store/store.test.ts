@@ -57,6 +57,25 @@ function flip(bytes: Uint8Array, at: number): Uint8Array {
   return out;
 }
 
+describe('import cancel', () => {
+  it('removes what was copied so far', async () => {
+    const h = harness();
+    const store = await h.open();
+    const keep = await importTiny(store, 'keep');
+    const controller = new AbortController();
+    const copied: number[] = [];
+    const onProgress = (done: number): void => {
+      copied.push(done);
+      if (done >= 3 * CHUNK) controller.abort();
+    };
+    const e = await rejection(store.importFiles(blob(tinyConfigText()), blob(tinyBytes()), 'x', { signal: controller.signal, onProgress }));
+    expect(e.code).toBe('cancelled');
+    expect(copied).toEqual([CHUNK, 2 * CHUNK, 3 * CHUNK]);
+    expect(await rowCounts(h.factory)).toEqual({ models: 1, downloads: 0, imports: 0, chunks: TINY_CHUNKS });
+    expect(await storedSha(store, keep)).toBe(TINY_SHA);
+  });
+});
+
 describe('stored model source', () => {
   it('assembles any range from the chunks', async () => {
     const store = await harness().open();
