@@ -1,0 +1,173 @@
+// npm run bench [-- --json] [-- --model DIR] [-- --workers 1,2] [-- --runs 3]
+// Prefill of a 128-token prompt and decode tokens/s over 64 tokens, for the single-thread
+// reference and the worker pool, measured side by side in one run; each pool figure is printed
+// as a ratio to the reference of the same run. Also: the memory-bandwidth bound of decoding.
+
+import { availableParallelism, cpus } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { parseArgs, UsageError } from '../src/cli/args.ts';
+import type { GPT2Config } from '../src/engine/config.ts';
+import type { Decoder } from '../src/engine/decoder.ts';
+import { argmax } from '../src/engine/sampler.ts';
+import { encode } from '../src/engine/tokenizer.ts';
+import { expectedTensors } from '../src/engine/weights.ts';
+import type { SyncMode } from '../src/engine/worker-pool.ts';
+import { openDecoder } from '../src/node/open-decoder.ts';
+import { GPT2_SMALL, randomModelDir } from './random-model.ts';
+
+const PROMPT_TOKENS = 128;
+const DECODE_TOKENS = 64;
+
+interface Row {
+  model: string;
+  engine: string;
+  workers: number;
+  sync: SyncMode | 'none';
+  loadMs: number;
+  prefillMs: number;
+  decodeTokensPerSecond: number;
+  prefillSpeedup: number;
+  decodeSpeedup: number;
+  boundTokensPerSecond: number;
+  ofBound: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function prompt(config: GPT2Config): number[] {
+  const text = 'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. ';
+  let ids: number[] = [];
+  while (ids.length < PROMPT_TOKENS) ids = ids.concat(encode(text));
+  return ids.slice(0, Math.min(PROMPT_TOKENS, config.nPositions - DECODE_TOKENS - 1));
+}
+
+/** Bytes of float32 weights a decode step reads: every matrix once, plus one row of wpe. */
+function bytesPerToken(c: GPT2Config): number {
+  let floats = 0;
+  for (const [name, shape] of expectedTensors(c)) floats += name === 'wpe.weight' ? c.nEmbd : shape.reduce((a, b) => a * b, 1);
+  return floats * 4;
+}
+
+/** Read bandwidth of `threads` threads scanning disjoint slices of a 512 MiB SharedArrayBuffer. */
+async function readBandwidth(threads: number): Promise<number> {
+  const bytes = 512 * 1024 * 1024;
+  const buffer = new SharedArrayBuffer(bytes);
+  new Uint8Array(buffer).fill(2); // touch every page, and never the byte being searched for
+  const repeats = 4;
+  const workers = Array.from({ length: threads }, (_, t) => new Worker(new URL('./bandwidth.worker.mjs', import.meta.url), {
+    workerData: { buffer, begin: Math.floor((t * bytes) / threads), end: Math.floor(((t + 1) * bytes) / threads), repeats },
+  }));
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+  const t0 = performance.now();
+  workers.forEach((w) => w.postMessage('go'));
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+  const seconds = (performance.now() - t0) / 1000;
+  await Promise.all(workers.map((w) => w.terminate()));
+  return (bytes * repeats) / seconds;
+}
+
+async function measure(decoder: Decoder, ids: number[], runs: number): Promise<{ prefillMs: number; tps: number }> {
+  const prefill: number[] = [];
+  const tps: number[] = [];
+  const one = [0];
+  // One untimed warm-up run lets the JIT compile the kernels.
+  for (let r = 0; r <= runs; r++) {
+    decoder.rollback(0);
+    const t0 = performance.now();
+    let logits = await decoder.step(ids);
+    const t1 = performance.now();
+    for (let i = 0; i < DECODE_TOKENS; i++) {
+      one[0] = argmax(logits, decoder.config.vocabSize);
+      logits = await decoder.step(one);
+    }
+    const t2 = performance.now();
+    if (r === 0) continue;
+    prefill.push(t1 - t0);
+    tps.push((DECODE_TOKENS * 1000) / (t2 - t1));
+  }
+  return { prefillMs: median(prefill), tps: median(tps) };
+}
+
+interface Engine {
+  workers: number;
+  sync: SyncMode | 'none';
+}
+
+async function benchModel(name: string, dir: string, engines: Engine[], runs: number, bandwidth: Map<number, number>, log: (s: string) => void): Promise<Row[]> {
+  const rows: Row[] = [];
+  let reference: { prefillMs: number; tps: number } | null = null;
+  for (const e of engines) {
+    const t0 = performance.now();
+    const decoder = await openDecoder(dir, e.workers, e.sync === 'none' ? 'atomics' : e.sync);
+    const loadMs = performance.now() - t0;
+    try {
+      const m = await measure(decoder, prompt(decoder.config), runs);
+      reference ??= m;
+      const bound = (bandwidth.get(Math.max(1, e.workers)) ?? 0) / bytesPerToken(decoder.config);
+      const row: Row = {
+        model: name, engine: e.workers === 0 ? 'reference' : `pool`, workers: e.workers, sync: e.sync, loadMs,
+        prefillMs: m.prefillMs, decodeTokensPerSecond: m.tps,
+        prefillSpeedup: reference.prefillMs / m.prefillMs, decodeSpeedup: m.tps / reference.tps,
+        boundTokensPerSecond: bound, ofBound: m.tps / bound,
+      };
+      rows.push(row);
+      log(`  ${name}: ${describe(e)} done`);
+    } finally {
+      await decoder.dispose();
+    }
+  }
+  return rows;
+}
+
+const describe = (e: Engine): string => (e.workers === 0 ? 'single-thread reference' : `pool, ${e.workers} worker${e.workers > 1 ? 's' : ''} (${e.sync})`);
+
+function table(rows: Row[]): string {
+  const head = '| model | engine | load ms | prefill 128 tok, ms | × ref | decode tok/s | × ref | bandwidth bound tok/s | % of bound |';
+  const sep = '|---|---|---:|---:|---:|---:|---:|---:|---:|';
+  const lines = rows.map((r) => `| ${r.model} | ${describe(r)} | ${r.loadMs.toFixed(0)} | ${r.prefillMs.toFixed(1)} | ${r.prefillSpeedup.toFixed(2)} | ${r.decodeTokensPerSecond.toFixed(1)} | ${r.decodeSpeedup.toFixed(2)} | ${r.boundTokensPerSecond.toFixed(1)} | ${(100 * r.ofBound).toFixed(0)}% |`);
+  return [head, sep, ...lines].join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), new Set(['json', 'comlink']), new Set(['model', 'workers', 'runs']));
+  const runs = Number(args.get('runs') ?? 3);
+  if (!Number.isInteger(runs) || runs < 1) throw new UsageError('--runs must be a positive integer');
+  const poolSizes = String(args.get('workers') ?? '1,2').split(',').map(Number);
+  if (poolSizes.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) throw new UsageError('--workers must be a comma-separated list of pool sizes, e.g. 1,2');
+  const json = args.has('json');
+  const log = (s: string): void => void process.stderr.write(s + '\n');
+
+  const engines: Engine[] = [{ workers: 0, sync: 'none' }, ...poolSizes.map((n) => ({ workers: n, sync: 'atomics' as const }))];
+  // The cost of a Comlink message per layer step, next to the Atomics hand-off it replaced.
+  engines.push({ workers: Math.max(...poolSizes), sync: 'comlink' });
+
+  const models: Array<[string, string]> = [];
+  const custom = args.get('model');
+  if (typeof custom === 'string') models.push([custom, custom]);
+  else {
+    models.push(['tiny (test model)', new URL('../test/models/tiny', import.meta.url).pathname]);
+    log('preparing the GPT-2-small-shaped random model (written once to the temp dir)…');
+    models.push(['gpt2-small shape', randomModelDir('small', GPT2_SMALL)]);
+  }
+
+  log('measuring read bandwidth…');
+  const bandwidth = new Map<number, number>();
+  for (const n of new Set([1, ...poolSizes])) bandwidth.set(n, await readBandwidth(n));
+
+  const rows: Row[] = [];
+  for (const [name, dir] of models) rows.push(...(await benchModel(name, dir, engines, runs, bandwidth, log)));
+
+  const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
+  if (json) {
+    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows }, null, 2) + '\n');
+  } else {
+    process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after a warm-up\n`);
+    process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
+    process.stdout.write(table(rows) + '\n');
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`error: ${(e as Error).message}\n`);
+  process.exit(e instanceof UsageError ? 2 : 1);
+});
