@@ -12,7 +12,15 @@ import { argmax } from '../src/engine/sampler.ts';
 import { encode } from '../src/engine/tokenizer.ts';
 import { expectedTensors } from '../src/engine/weights.ts';
 import type { SyncMode } from '../src/engine/worker-pool.ts';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+// idb recognises requests by instanceof: fake-indexeddb's classes must be the global ones.
+import 'fake-indexeddb/auto';
+import { IDBFactory } from 'fake-indexeddb';
+import { createPoolDecoder } from '../src/engine/pool-decoder.ts';
 import { openDecoder } from '../src/node/open-decoder.ts';
+import { spawnNodeShard } from '../src/node/spawn-node.ts';
+import { ModelStore } from '../src/store/index.ts';
 import { GPT2_SMALL, randomModelDir } from './random-model.ts';
 
 const PROMPT_TOKENS = 128;
@@ -119,6 +127,37 @@ async function benchModel(name: string, dir: string, engines: Engine[], runs: nu
   return rows;
 }
 
+/**
+ * Cold start of a stored model: from the model store (IndexedDB, here fake-indexeddb in Node) into
+ * the pool's SharedArrayBuffers, chunk by chunk, until the first token's logits; next to the same
+ * from a file on disk.
+ */
+async function coldStart(dir: string, workers: number, runs: number): Promise<{ storeMs: number; diskMs: number }> {
+  const store = await ModelStore.open({ indexedDB: new IDBFactory(), dbName: 'bench', storage: null, appBaseUrl: null });
+  const model = await store.importFiles(
+    new Blob([await readFile(join(dir, 'config.json'))]), new Blob([await readFile(join(dir, 'model.safetensors'))]), 'bench',
+  );
+  const first = async (open: () => Promise<Decoder>): Promise<number> => {
+    const t0 = performance.now();
+    const d = await open();
+    await d.step([0]);
+    const ms = performance.now() - t0;
+    await d.dispose();
+    return ms;
+  };
+  const storeMs: number[] = [];
+  const diskMs: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    storeMs.push(await first(async () => {
+      const m = await store.openStoredModel(model.id);
+      return createPoolDecoder(m.config, m.source, { workers, spawn: spawnNodeShard });
+    }));
+    diskMs.push(await first(() => openDecoder(dir, workers)));
+  }
+  store.close();
+  return { storeMs: median(storeMs), diskMs: median(diskMs) };
+}
+
 const describe = (e: Engine): string => (e.workers === 0 ? 'single-thread reference' : `pool, ${e.workers} worker${e.workers > 1 ? 's' : ''} (${e.sync})`);
 
 function table(rows: Row[]): string {
@@ -157,13 +196,20 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const [name, dir] of models) rows.push(...(await benchModel(name, dir, engines, runs, bandwidth, log)));
 
+  // The model a new user starts cold: the bundled one, unless a model was named.
+  const [coldName, coldDir] = typeof custom === 'string' ? models[0] : ['bundled shakespeare', new URL('../public/models/shakespeare', import.meta.url).pathname];
+  log(`cold start of ${coldName} from the model store…`);
+  const cold = await coldStart(coldDir, Math.max(...poolSizes), runs);
+
   const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
   if (json) {
-    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold } }, null, 2) + '\n');
   } else {
     process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after a warm-up\n`);
     process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
     process.stdout.write(table(rows) + '\n');
+    process.stdout.write(`\ncold start of ${coldName} to its first logits on ${Math.max(...poolSizes)} workers: ` +
+      `${cold.storeMs.toFixed(0)} ms from the model store (fake-indexeddb), ${cold.diskMs.toFixed(0)} ms from disk\n`);
   }
 }
 
