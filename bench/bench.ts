@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { parseArgs, UsageError } from '../src/cli/args.ts';
 import type { GPT2Config } from '../src/engine/config.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
+import { Session } from '../src/engine/generate.ts';
 import { argmax } from '../src/engine/sampler.ts';
 import { encode } from '../src/engine/tokenizer.ts';
 import { expectedTensors } from '../src/engine/weights.ts';
@@ -158,6 +159,41 @@ async function coldStart(dir: string, workers: number, runs: number): Promise<{ 
   return { storeMs: median(storeMs), diskMs: median(diskMs) };
 }
 
+/**
+ * A conversation's next turn: the history is already in the KV cache, so only the new message runs,
+ * next to re-running the whole prompt as an engine without prefix reuse would.
+ */
+async function prefixReuse(dir: string, workers: number, runs: number): Promise<{ historyTokens: number; newTokens: number; reusedMs: number; freshMs: number }> {
+  const decoder = await openDecoder(dir, workers);
+  try {
+    const window = decoder.config.nPositions;
+    let history: number[] = [];
+    while (history.length < Math.floor(window * 0.75)) history = history.concat(encode('ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n'));
+    history = history.slice(0, Math.floor(window * 0.75));
+    const turn = encode('ROMEO:\nShall I hear more, or shall I speak at this?\n\nJULIET:\n');
+    const reused: number[] = [];
+    const fresh: number[] = [];
+    for (let r = 0; r <= runs; r++) {
+      const session = new Session(decoder);
+      session.reset();
+      let t0 = performance.now();
+      await session.prefill([...history, ...turn]);
+      const f = performance.now() - t0;
+      session.reset();
+      await session.prefill(history);
+      t0 = performance.now();
+      await session.prefill([...history, ...turn]);
+      const u = performance.now() - t0;
+      if (r === 0) continue;
+      fresh.push(f);
+      reused.push(u);
+    }
+    return { historyTokens: history.length, newTokens: turn.length, reusedMs: median(reused), freshMs: median(fresh) };
+  } finally {
+    await decoder.dispose();
+  }
+}
+
 const describe = (e: Engine): string => (e.workers === 0 ? 'single-thread reference' : `pool, ${e.workers} worker${e.workers > 1 ? 's' : ''} (${e.sync})`);
 
 function table(rows: Row[]): string {
@@ -200,16 +236,20 @@ async function main(): Promise<void> {
   const [coldName, coldDir] = typeof custom === 'string' ? models[0] : ['bundled shakespeare', new URL('../public/models/shakespeare', import.meta.url).pathname];
   log(`cold start of ${coldName} from the model store…`);
   const cold = await coldStart(coldDir, Math.max(...poolSizes), runs);
+  log(`next conversation turn on ${coldName}, with and without KV prefix reuse…`);
+  const reuse = await prefixReuse(coldDir, Math.max(...poolSizes), runs);
 
   const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
   if (json) {
-    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold } }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
   } else {
     process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after a warm-up\n`);
     process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
     process.stdout.write(table(rows) + '\n');
     process.stdout.write(`\ncold start of ${coldName} to its first logits on ${Math.max(...poolSizes)} workers: ` +
       `${cold.storeMs.toFixed(0)} ms from the model store (fake-indexeddb), ${cold.diskMs.toFixed(0)} ms from disk\n`);
+    process.stdout.write(`next conversation turn on ${coldName} (${reuse.historyTokens} tokens of history + ${reuse.newTokens} new): ` +
+      `${reuse.reusedMs.toFixed(0)} ms reusing the cached prefix, ${reuse.freshMs.toFixed(0)} ms re-running it all (${(reuse.freshMs / reuse.reusedMs).toFixed(1)}×)\n`);
   }
 }
 
