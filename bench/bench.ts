@@ -79,8 +79,9 @@ async function measure(decoder: Decoder, ids: number[], runs: number): Promise<{
   const prefill: number[] = [];
   const tps: number[] = [];
   const one = [0];
-  // One untimed warm-up run lets the JIT compile the kernels.
-  for (let r = 0; r <= runs; r++) {
+  // Untimed warm-up runs let the JIT reach its optimizing tier first (it takes a few on small models).
+  const WARMUP = 2;
+  for (let r = 0; r < runs + WARMUP; r++) {
     decoder.rollback(0);
     const t0 = performance.now();
     let logits = await decoder.step(ids);
@@ -90,7 +91,7 @@ async function measure(decoder: Decoder, ids: number[], runs: number): Promise<{
       logits = await decoder.step(one);
     }
     const t2 = performance.now();
-    if (r === 0) continue;
+    if (r < WARMUP) continue;
     prefill.push(t1 - t0);
     tps.push((DECODE_TOKENS * 1000) / (t2 - t1));
   }
@@ -243,7 +244,7 @@ async function main(): Promise<void> {
   if (json) {
     process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
   } else {
-    process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after a warm-up\n`);
+    process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after 2 warm-up runs\n`);
     process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
     process.stdout.write(table(rows) + '\n');
     process.stdout.write(`\ncold start of ${coldName} to its first logits on ${Math.max(...poolSizes)} workers: ` +
