@@ -56,3 +56,25 @@ export interface SpawnedWorker {
 }
 
 export type SpawnShard = () => SpawnedWorker;
+
+/**
+ * The one-shot failure report every platform's worker wrapper needs: the first failure reaches
+ * the listener, later ones and the exit caused by our own terminate() do not.
+ */
+export function failureSignal(): { fail(reason: string): void; onFailure(listener: (reason: string) => void): void; silence(): void } {
+  let listener: ((reason: string) => void) | null = null;
+  let done = false;
+  return {
+    fail(reason) {
+      if (done) return;
+      done = true;
+      listener?.(reason);
+    },
+    onFailure(l) {
+      listener = l;
+    },
+    silence() {
+      done = true;
+    },
+  };
+}
