@@ -26,12 +26,12 @@ export interface Kernels {
 }
 
 function matmulInto(y: Float32Array, x: Float32Array, w: Float32Array, b: Float32Array | null, T: number, n: number, outDim: number, accumulate: boolean): void {
+  const full = T - (T % 4);
   for (let o = 0; o < outDim; o++) {
     const wo = o * n;
     const bias = b === null ? 0 : b[o];
-    let t = 0;
     // Four query rows share each weight load: prefill is then bound by arithmetic, not memory.
-    for (; t + 4 <= T; t += 4) {
+    for (let t = 0; t < full; t += 4) {
       const x0 = t * n, x1 = x0 + n, x2 = x1 + n, x3 = x2 + n;
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
       for (let i = 0; i < n; i++) {
@@ -48,21 +48,37 @@ function matmulInto(y: Float32Array, x: Float32Array, w: Float32Array, b: Float3
         y[yo] = a0 + bias; y[yo + outDim] = a1 + bias; y[yo + 2 * outDim] = a2 + bias; y[yo + 3 * outDim] = a3 + bias;
       }
     }
-    for (; t < T; t++) {
-      const xo = t * n;
-      // Four independent accumulators break the add dependency chain.
+  }
+  // The remaining rows (all of them when decoding one token): four weight rows share each load of
+  // x. Each dot product still sums in index order, so a row gives the same bits either way.
+  for (let t = full; t < T; t++) {
+    const xo = t * n;
+    const yo = t * outDim;
+    let o = 0;
+    for (; o + 4 <= outDim; o += 4) {
+      const w0 = o * n, w1 = w0 + n, w2 = w1 + n, w3 = w2 + n;
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-      let i = 0;
-      for (; i + 4 <= n; i += 4) {
-        a0 += x[xo + i] * w[wo + i];
-        a1 += x[xo + i + 1] * w[wo + i + 1];
-        a2 += x[xo + i + 2] * w[wo + i + 2];
-        a3 += x[xo + i + 3] * w[wo + i + 3];
+      for (let i = 0; i < n; i++) {
+        const xv = x[xo + i];
+        a0 += xv * w[w0 + i];
+        a1 += xv * w[w1 + i];
+        a2 += xv * w[w2 + i];
+        a3 += xv * w[w3 + i];
       }
-      for (; i < n; i++) a0 += x[xo + i] * w[wo + i];
-      const acc = a0 + a1 + (a2 + a3);
-      if (accumulate) y[t * outDim + o] += acc;
-      else y[t * outDim + o] = acc + bias;
+      if (accumulate) {
+        y[yo + o] += a0; y[yo + o + 1] += a1; y[yo + o + 2] += a2; y[yo + o + 3] += a3;
+      } else if (b === null) {
+        y[yo + o] = a0; y[yo + o + 1] = a1; y[yo + o + 2] = a2; y[yo + o + 3] = a3;
+      } else {
+        y[yo + o] = a0 + b[o]; y[yo + o + 1] = a1 + b[o + 1]; y[yo + o + 2] = a2 + b[o + 2]; y[yo + o + 3] = a3 + b[o + 3];
+      }
+    }
+    for (; o < outDim; o++) {
+      const wo = o * n;
+      let a = 0;
+      for (let i = 0; i < n; i++) a += x[xo + i] * w[wo + i];
+      if (accumulate) y[yo + o] += a;
+      else y[yo + o] = a + (b === null ? 0 : b[o]);
     }
   }
 }
