@@ -4,7 +4,8 @@ import { newConversation, newId, titleFrom } from './conversations.ts';
 import type { ChatSettings } from './settings.ts';
 import { defaultSettings, randomSeed, samplerOptions, validateSettings } from './settings.ts';
 import type { RenderedPrompt, Turn } from './templates.ts';
-import { cleanReply, renderPrompt } from './templates.ts';
+import { decode } from '../engine/tokenizer.ts';
+import { cleanReply, renderPrompt, replyIds } from './templates.ts';
 
 // The chat controller: where a message goes from the composer to the engine and back.
 //
@@ -310,7 +311,9 @@ export class ChatController {
       stats.startedAt = performance.now();
       this.state.busy = 'generating';
       let raw = '';
+      const generated: number[] = [];
       const onToken = (t: TokenEvent): void => {
+        generated.push(t.id);
         const now = performance.now();
         if (stats.firstTokenAt === null) {
           stats.firstTokenAt = now;
@@ -342,6 +345,8 @@ export class ChatController {
         onTruncated,
       );
       msg.text = cleanReply(raw, settings.mode);
+      // Ids of the untrimmed reply: the next prompt renders them, so the cache covers all of it.
+      msg.ids = replyIds(generated, raw, prompt.eosTokenId, decode);
       msg.status = result.stopReason === 'aborted' ? 'stopped' : 'done';
       msg.stats = this.replyStats(info, modelId, prompt, result, stats, seed);
       stats.phase = 'done';
@@ -365,8 +370,9 @@ export class ChatController {
   /** Renders the prompt from the messages still in the context, and moves `contextStart` on when some no longer fit. */
   private render(settings: ChatSettings, window: number, eosTokenId: number): RenderedPrompt {
     const c = this.current;
-    const history = this.state.messages.slice(0, -1).filter((m) => m.text.length > 0 && m.status !== 'error');
-    const turns: Turn[] = history.map((m) => ({ role: m.role, text: m.text }));
+    // An empty reply stays in the prompt when its ids are known: it is what the model said.
+    const history = this.state.messages.slice(0, -1).filter((m) => m.status !== 'error' && (m.text.length > 0 || m.ids !== undefined));
+    const turns: Turn[] = history.map((m) => (m.ids ? { role: m.role, text: m.text, ids: m.ids } : { role: m.role, text: m.text }));
     let first = history.findIndex((m) => m.seq >= c.contextStart);
     if (first < 0) first = Math.max(0, history.length - 1);
     const prompt = renderPrompt({ turns, settings, window, firstTurn: first, eosTokenId });

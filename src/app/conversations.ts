@@ -50,6 +50,8 @@ export interface ChatMessage {
   text: string;
   createdAt: number;
   status: MessageStatus;
+  /** A reply's token ids as generated (templates.ts renders them instead of re-encoding `text`). */
+  ids?: number[];
   stats?: ReplyStats;
   error?: string;
 }
@@ -322,6 +324,7 @@ export function parseExport(file: unknown): ConversationRecord[] {
         status,
       };
       if (isObj(m.stats)) msg.stats = m.stats as unknown as ReplyStats;
+      if (Array.isArray(m.ids) && m.ids.every((x) => Number.isInteger(x) && x >= 0 && x < 1 << 20)) msg.ids = m.ids as number[];
       if (typeof m.error === 'string') msg.error = m.error;
       return msg;
     });

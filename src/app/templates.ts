@@ -16,6 +16,13 @@ import { speakerName } from './settings.ts';
 export interface Turn {
   role: 'user' | 'assistant';
   text: string;
+  /**
+   * A reply's own token ids, exactly as the model generated them after the cue (see replyIds).
+   * Rendering those instead of re-encoding the text keeps the whole reply in the reused prefix:
+   * BPE would encode "sofa" without the leading space the model produced, or split words the
+   * model spelled in other pieces.
+   */
+  ids?: readonly number[];
 }
 
 export interface RenderRequest {
@@ -104,8 +111,15 @@ export function renderPrompt(req: RenderRequest): RenderedPrompt {
   const encodeFrom = (first: number): { parts: number[][]; cue: number[] } => {
     const parts: number[][] = [];
     for (let i = first; i < turns.length; i++) {
+      const t = turns[i];
       const isFirst = i === first && header.length === 0;
-      parts.push(dialogpt ? [...enc(turns[i].text.trim()), eosId] : enc(seg.turn(turns[i], isFirst)));
+      if (t.role === 'assistant' && t.ids !== undefined) {
+        // The reply as generated: after the cue it answered (or after the previous turn's end-of-text).
+        const cue = dialogpt ? null : seg.cue(isFirst);
+        parts.push([...(cue === null ? [] : enc(cue)), ...t.ids, ...(dialogpt ? [eosId] : [])]);
+      } else {
+        parts.push(dialogpt ? [...enc(t.text.trim()), eosId] : enc(seg.turn(t, isFirst)));
+      }
     }
     const cueText = dialogpt ? null : seg.cue(first >= turns.length && header.length === 0);
     return { parts, cue: cueText === null ? [] : enc(cueText) };
@@ -142,6 +156,21 @@ export function renderPrompt(req: RenderRequest): RenderedPrompt {
     truncatedTokens,
     replyBudget,
   };
+}
+
+/**
+ * The token ids of a finished reply whose text is exactly `emitted`: the generated ids as far as
+ * they spell it (a stop sequence's tokens and the end-of-text token are not part of the reply),
+ * then the encoding of whatever text is left (a stop sequence cut in the middle of a token).
+ */
+export function replyIds(generated: readonly number[], emitted: string, eosTokenId: number | null, decode: (ids: number[]) => string, enc: (text: string) => number[] = gpt2Encode): number[] {
+  const ids = generated.filter((id) => id !== eosTokenId);
+  let k = ids.length;
+  let text = decode(ids.slice(0, k));
+  while (k > 0 && !emitted.startsWith(text)) text = decode(ids.slice(0, --k));
+  const out = ids.slice(0, k);
+  if (text.length < emitted.length) out.push(...enc(emitted.slice(text.length)));
+  return out;
 }
 
 /** The reply as it is stored and shown: chat replies lose the whitespace around them. */

@@ -42,6 +42,8 @@ export async function buildApp(): Promise<string> {
   try {
     await run(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], {
       cwd: ROOT,
+      // Vitest sets NODE_ENV=test, which would make Vite build a development bundle (no service worker).
+      env: { ...process.env, NODE_ENV: 'production' },
       maxBuffer: 64 << 20,
       timeout: 300_000,
     });
@@ -49,8 +51,9 @@ export async function buildApp(): Promise<string> {
     const err = e as { stderr?: string; stdout?: string; message: string };
     throw new Error(`vite build failed:\n${err.stderr || err.stdout || err.message}`);
   }
-  const models = join(outDir, 'models/shakespeare/model.safetensors');
-  if (!existsSync(models)) throw new Error('the build has no models/shakespeare/model.safetensors (public/models/shakespeare is copied as is)');
+  if (!existsSync(join(outDir, 'models/shakespeare/model.safetensors'))) {
+    throw new Error('the build has no models/shakespeare/model.safetensors (public/models/shakespeare is copied as is)');
+  }
   return outDir;
 }
 

@@ -88,11 +88,13 @@ describe('chat controller', () => {
   });
 
   it('reuses the previous prompt and reply as the next prompt prefix', async () => {
-    const { state, chat, engine } = await setup();
+    // A leading space, as the model writes after "JULIET:\n": trimmed on screen, kept in the ids.
+    const { state, chat, engine } = await setup(new FakeEngine(' Good morrow, sweet prince.'));
     await chat.send('What news?');
+    expect(state.messages[1].text).toBe('Good morrow, sweet prince.');
     await chat.send('And then?');
     const [a, b] = engine.requests;
-    const cached = [...a.prompt, ...encode('Good morrow, sweet prince.')];
+    const cached = [...a.prompt, ...encode(' Good morrow, sweet prince.')];
     expect(b.prompt.slice(0, cached.length)).toEqual(cached);
     expect(state.messages[3].stats!.reusedTokens).toBe(cached.length);
     expect(state.live?.reusedTokens).toBe(cached.length);

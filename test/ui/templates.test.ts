@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultSettings } from '../../src/app/settings.ts';
 import type { Turn } from '../../src/app/templates.ts';
-import { cleanReply, renderPrompt } from '../../src/app/templates.ts';
+import { cleanReply, renderPrompt, replyIds } from '../../src/app/templates.ts';
 import { decode, encode, END_OF_TEXT } from '../../src/engine/tokenizer.ts';
 
 const turns = (...texts: string[]): Turn[] => texts.map((text, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', text }));
@@ -90,6 +90,33 @@ describe('prefix stability (KV cache reuse)', () => {
       expect(after.ids.slice(0, cached.length)).toEqual(cached);
     });
   }
+});
+
+describe('reply ids', () => {
+  it('renders a reply by its generated ids, leading space and odd splits included', () => {
+    const settings = { ...defaultSettings('play-script'), maxNewTokens: 40 };
+    const first = renderPrompt({ turns: turns('Hail!'), settings, window: 256 });
+    // The model wrote " Good" with a leading space and spelled "morrow" in two pieces.
+    const generated = [...encode(' Good'), ...encode(' mor'), ...encode('row')];
+    const ids = replyIds(generated, decode(generated), END_OF_TEXT, decode);
+    expect(ids).toEqual(generated);
+    const next = renderPrompt({ turns: [...turns('Hail!'), { role: 'assistant', text: 'Good morrow', ids }, { role: 'user', text: 'And you.' }], settings, window: 256 });
+    expect(next.ids.slice(0, first.ids.length + ids.length)).toEqual([...first.ids, ...ids]);
+    expect(decode(next.ids)).toBe('ROMEO:\nHail!\n\nJULIET:\n Good morrow\n\nROMEO:\nAnd you.\n\nJULIET:\n');
+  });
+
+  it('drops the end-of-text token and the stop sequence, re-encoding a token the stop cut in half', () => {
+    const gen = [...encode('Farewell'), ...encode('.\n\n'), END_OF_TEXT];
+    expect(replyIds(gen, 'Farewell.', END_OF_TEXT, decode)).toEqual([...encode('Farewell'), ...encode('.')]);
+    const done = [...encode('Adieu'), END_OF_TEXT];
+    expect(replyIds(done, 'Adieu', END_OF_TEXT, decode)).toEqual(encode('Adieu'));
+  });
+
+  it('DialoGPT: a reply is its ids then <|endoftext|>', () => {
+    const settings = { ...defaultSettings('dialogpt'), maxNewTokens: 20 };
+    const p = renderPrompt({ turns: [{ role: 'user', text: 'Hi' }, { role: 'assistant', text: 'Hello', ids: [15496] }, { role: 'user', text: 'Bye' }], settings, window: 1024 });
+    expect(p.ids).toEqual([...encode('Hi'), 50256, 15496, 50256, ...encode('Bye'), 50256]);
+  });
 });
 
 describe('context window', () => {
