@@ -135,6 +135,11 @@ describe('the chat PWA in Chromium', () => {
     expect(await p.locator('[data-testid=isolation]').getAttribute('class')).toContain('ok');
     expect(await p.evaluate(async () => (await navigator.serviceWorker.ready).active !== null), 'an active service worker').toBe(true);
     await waitForBundledModel(p);
+    // Installable by Chromium's criteria (manifest, icons, service worker).
+    const cdp = await p.context().newCDPSession(p);
+    const { installabilityErrors } = (await cdp.send('Page.getInstallabilityErrors')) as { installabilityErrors: Array<{ errorId: string }> };
+    expect(installabilityErrors.map((e) => e.errorId)).toEqual([]);
+    await cdp.detach();
     // The service worker tells the page once that the shell is cached.
     const note = p.locator('[data-testid=offline-ready]');
     await note.waitFor({ timeout: 10_000 });
