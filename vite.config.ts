@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import type { Plugin } from 'vite';
 import { defineConfig } from 'vite';
@@ -12,6 +13,8 @@ const isolation = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
+
+const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string };
 
 /** The dev server's HMR client talks over a websocket: allow it in the CSP during `vite` only. */
 function devCsp(): Plugin {
@@ -63,6 +66,11 @@ export default defineConfig({
       devOptions: { enabled: false },
     }),
   ],
+  define: {
+    __APP_VERSION__: JSON.stringify(pkg.version),
+    // Every build is a new version for the service worker's update prompt; tests pin it.
+    __BUILD_ID__: JSON.stringify(process.env.APP_BUILD_ID ?? new Date().toISOString().slice(0, 16).replace('T', ' ')),
+  },
   worker: { format: 'es' },
   build: {
     target: 'es2022',

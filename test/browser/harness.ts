@@ -37,13 +37,13 @@ export function requireBundledModel(): void {
 }
 
 /** `vite build` into a fresh temporary folder; returns it. */
-export async function buildApp(): Promise<string> {
+export async function buildApp(env: Record<string, string> = {}): Promise<string> {
   const outDir = await mkdtemp(join(tmpdir(), 'gpt2-chat-dist-'));
   try {
     await run(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], {
       cwd: ROOT,
       // Vitest sets NODE_ENV=test, which would make Vite build a development bundle (no service worker).
-      env: { ...process.env, NODE_ENV: 'production' },
+      env: { ...process.env, NODE_ENV: 'production', ...env },
       maxBuffer: 64 << 20,
       timeout: 300_000,
     });
