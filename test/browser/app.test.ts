@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Served } from './harness.ts';
-import { buildApp, ensureResults, freePort, launch, requireBundledModel, requireChromium, serve } from './harness.ts';
+import { buildApp, ensureResults, freePort, launch, requireBundledModel, requireChromium, ROOT, serve, serveStatic } from './harness.ts';
 
 let distA = '';
 let distB = '';
@@ -132,6 +132,30 @@ describe('the PWA shell in Chromium', () => {
     expect(file.conversations.some((c) => c.messages.some((m) => m.text === 'Line one\nLine two'))).toBe(true);
   });
 
+  it('imports a model from picked files and chats with it', async () => {
+    const p = page();
+    await p.click('[data-testid=new-chat]');
+    if (!(await p.locator('[data-testid=models-panel]').isVisible())) await p.click('[data-testid=open-models]');
+    const dir = join(ROOT, 'test/models/tiny');
+    await p.setInputFiles('[data-testid=model-files]', [join(dir, 'config.json'), join(dir, 'model.safetensors')]);
+    // Named after the weights file ("model") → "Imported model".
+    const card = p.locator('[data-testid=models-panel] li', { hasText: 'Imported model' });
+    await card.waitFor({ timeout: 30_000 });
+    await card.getByRole('button', { name: 'Use' }).click();
+    await p.waitForFunction(() => (document.querySelector('[data-testid=model-picker]') as HTMLSelectElement).selectedOptions[0]?.textContent === 'Imported model');
+    await p.click('button[aria-label="Close the panel"]');
+    await p.locator('[data-testid=composer]').fill('Hello there');
+    await p.locator('[data-testid=composer]').press('Enter');
+    await p.waitForFunction(() => {
+      const m = [...document.querySelectorAll<HTMLElement>('[data-testid=message][data-role=assistant]')].at(-1);
+      return m?.dataset.status === 'done' || m?.dataset.status === 'error';
+    }, null, { timeout: 60_000 });
+    const stats = await p.locator('[data-testid=reply-stats]').last().textContent();
+    expect(stats).toMatch(/\d+ tokens/);
+    // The tiny model's window is 128 tokens.
+    expect(await p.locator('[data-testid=live-stats]').textContent()).toContain('/ 128 tokens');
+  });
+
   it('refuses a model URL that is not https', async () => {
     const p = page();
     await p.click('[data-testid=open-models]');
@@ -140,5 +164,27 @@ describe('the PWA shell in Chromium', () => {
     const alert = p.locator('[data-testid=models-panel] [role=alert]');
     await alert.waitFor({ timeout: 5000 });
     expect(await alert.textContent()).toMatch(/https/);
+  });
+
+  it('becomes cross-origin isolated on a static host without COOP/COEP, through the service worker', async () => {
+    const host = await serveStatic(distB);
+    const other = await launch();
+    try {
+      const p = other.page;
+      await p.goto(host.url);
+      // First visit: no headers, so not isolated; once the service worker controls the page it
+      // reloads it once, now with the headers the worker adds.
+      await p.waitForFunction(() => crossOriginIsolated, null, { timeout: 60_000 });
+      await waitForApp(p);
+      expect(await p.locator('[data-testid=isolation]').textContent()).toContain('isolated');
+      const headers = await p.evaluate(async () => {
+        const r = await fetch('./');
+        return [r.headers.get('cross-origin-opener-policy'), r.headers.get('cross-origin-embedder-policy')];
+      });
+      expect(headers).toEqual(['same-origin', 'require-corp']);
+    } finally {
+      await other.close();
+      await host.stop();
+    }
   });
 });

@@ -154,3 +154,50 @@ export async function ensureResults(): Promise<string> {
 export async function fileSize(path: string): Promise<number> {
   return (await stat(path)).size;
 }
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.safetensors': 'application/octet-stream',
+};
+
+/**
+ * A plain static host that cannot set COOP/COEP (like GitHub Pages): only the service worker
+ * can make the app cross-origin isolated there.
+ */
+export async function serveStatic(dir: string, port?: number): Promise<Served> {
+  const { createServer: createHttpServer } = await import('node:http');
+  const { readFile: read } = await import('node:fs/promises');
+  const { extname, normalize } = await import('node:path');
+  const p = port ?? (await freePort());
+  const server = createHttpServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    const file = join(dir, path.endsWith('/') ? `${path}index.html` : path);
+    read(file).then(
+      (body) => {
+        res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      () => {
+        res.writeHead(404);
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(p, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${p}/`,
+    port: p,
+    stop: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
