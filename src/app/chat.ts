@@ -356,9 +356,9 @@ export class ChatController {
       stats.promptTokens = result.promptTokens;
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
+      // The reply shows its own error (state.error is for failures outside a reply).
       msg.status = msg.text.length > 0 ? 'stopped' : 'error';
       msg.error = message;
-      this.state.error = message;
       stats.phase = 'done';
     } finally {
       this.state.busy = 'idle';
