@@ -407,6 +407,15 @@ export class ChatController {
     };
   }
 
+  /** Saves the streaming reply now (the page is being hidden or closed). */
+  flush(): void {
+    const msg = this.state.messages.at(-1);
+    if (msg?.status === 'streaming') {
+      this.cancelSave();
+      void this.saveMessage(msg);
+    }
+  }
+
   private scheduleSave(msg: ChatMessage): void {
     if (this.saveTimer !== null) return;
     const wait = Math.max(0, this.lastSave + SAVE_EVERY_MS - Date.now());
