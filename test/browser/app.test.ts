@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Served } from './harness.ts';
-import { buildApp, ensureResults, freePort, launch, requireBundledModel, requireChromium, ROOT, serve, serveStatic } from './harness.ts';
+import { buildApp, ensureResults, freePort, launch, requireBundledModel, requireChromium, ROOT, serve, serveStatic, stageModel } from './harness.ts';
 
 let distA = '';
 let distB = '';
@@ -166,8 +166,12 @@ describe('the PWA shell in Chromium', () => {
     expect(await alert.textContent()).toMatch(/https/);
   });
 
-  it('becomes cross-origin isolated on a static host without COOP/COEP, through the service worker', async () => {
-    const host = await serveStatic(distB);
+  it('on a static host without COOP/COEP: isolated through the service worker; downloads with progress, cancel, resume and a size check', async () => {
+    // A copy of the tiny test model to download from this origin, sent slowly; and a path whose
+    // HEAD claims 2 GB, to get the confirmation before a large download.
+    await stageModel(distB, join(ROOT, 'test/models/tiny'), 'tiny');
+    await stageModel(distB, join(ROOT, 'test/models/tiny'), 'huge');
+    const host = await serveStatic(distB, { safetensorsBytesPerSecond: 2e6, headSizes: { '/models/huge/model.safetensors': 2e9 } });
     const other = await launch();
     try {
       const p = other.page;
@@ -182,6 +186,37 @@ describe('the PWA shell in Chromium', () => {
         return [r.headers.get('cross-origin-opener-policy'), r.headers.get('cross-origin-embedder-policy')];
       });
       expect(headers).toEqual(['same-origin', 'require-corp']);
+
+      await p.click('[data-testid=open-models]');
+      const panel = p.locator('[data-testid=models-panel]');
+      // A large download asks first, with its size and the free space.
+      await p.fill('input[type=url]', `${host.url}models/huge/`);
+      await p.click('button:has-text("Check and download")');
+      const dialog = p.locator('dialog[open]');
+      await dialog.waitFor({ timeout: 10_000 });
+      const text = await dialog.textContent();
+      expect(text).toContain('2.0 GB');
+      expect(text).toMatch(/may still store .+B/);
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      expect(await p.locator('dialog[open]').count()).toBe(0);
+      expect(await panel.locator('[data-testid=custom-download]').count()).toBe(0);
+
+      // A small one starts at once; cancel it half-way, then resume it.
+      await p.fill('input[type=url]', `${host.url}models/tiny/`);
+      await p.click('button:has-text("Check and download")');
+      const progress = panel.locator('[data-testid=custom-download] [data-testid=download-progress]');
+      await progress.waitFor({ timeout: 10_000 });
+      await p.waitForFunction(() => Number(document.querySelector('[data-testid=custom-download] [role=progressbar]')?.getAttribute('aria-valuenow') ?? 0) >= 30, null, { timeout: 30_000 });
+      expect(await progress.textContent()).toMatch(/MB \/ 6\.7 MB/);
+      await progress.getByRole('button', { name: 'Cancel' }).click();
+      await progress.waitFor({ state: 'detached', timeout: 10_000 });
+      const card = panel.locator('li', { hasText: 'Interrupted at' });
+      await card.waitFor({ timeout: 10_000 });
+      await card.getByRole('button', { name: 'Resume' }).click();
+      const done = panel.locator('li', { hasText: 'from a URL' });
+      await done.waitFor({ timeout: 30_000 });
+      expect(await done.getByRole('button', { name: 'Use' }).count()).toBe(1);
+      await p.screenshot({ path: join(await ensureResults(), 'models.png') });
     } finally {
       await other.close();
       await host.stop();

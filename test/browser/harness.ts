@@ -171,18 +171,48 @@ const TYPES: Record<string, string> = {
  * A plain static host that cannot set COOP/COEP (like GitHub Pages): only the service worker
  * can make the app cross-origin isolated there.
  */
-export async function serveStatic(dir: string, port?: number): Promise<Served> {
+export interface StaticOptions {
+  port?: number;
+  /** Sends .safetensors files at about this rate (in 64 KiB pieces), to watch a download progress. */
+  safetensorsBytesPerSecond?: number;
+  /** Sizes a HEAD request reports for these paths (to make a small file look large). */
+  headSizes?: Record<string, number>;
+}
+
+export async function serveStatic(dir: string, options: StaticOptions = {}): Promise<Served> {
   const { createServer: createHttpServer } = await import('node:http');
   const { readFile: read } = await import('node:fs/promises');
   const { extname, normalize } = await import('node:path');
-  const p = port ?? (await freePort());
+  const p = options.port ?? (await freePort());
   const server = createHttpServer((req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     const file = join(dir, path.endsWith('/') ? `${path}index.html` : path);
     read(file).then(
-      (body) => {
-        res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
-        res.end(req.method === 'HEAD' ? undefined : body);
+      async (body) => {
+        const type = TYPES[extname(file)] ?? 'application/octet-stream';
+        if (req.method === 'HEAD') {
+          res.writeHead(200, { 'Content-Type': type, 'Content-Length': options.headSizes?.[path] ?? body.length });
+          res.end();
+          return;
+        }
+        // Range requests (a resumed download).
+        let start = 0;
+        const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+        if (range && Number(range[1]) < body.length) start = Number(range[1]);
+        const headers: Record<string, string | number> = { 'Content-Type': type, 'Content-Length': body.length - start, 'Accept-Ranges': 'bytes' };
+        if (start > 0) headers['Content-Range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
+        res.writeHead(start > 0 ? 206 : 200, headers);
+        const rate = options.safetensorsBytesPerSecond;
+        if (!rate || !file.endsWith('.safetensors')) {
+          res.end(body.subarray(start));
+          return;
+        }
+        const piece = 64 << 10;
+        for (let at = start; at < body.length && !res.destroyed; at += piece) {
+          res.write(body.subarray(at, Math.min(body.length, at + piece)));
+          await new Promise((r) => setTimeout(r, (1000 * piece) / rate));
+        }
+        res.end();
       },
       () => {
         res.writeHead(404);
