@@ -120,10 +120,20 @@ export function fitPrompt(promptLength: number, window: number, maxTokens: numbe
 /** Holds back text that might be the start of a stop sequence. */
 class StopMatcher {
   private pending = '';
+  /** Whether the reply has said anything yet: whitespace before that is no stop (an empty reply is no reply). */
+  private started = false;
   constructor(private readonly stops: string[]) {}
 
   /** Returns [text safe to emit, whether a stop sequence was completed]. */
   push(text: string): [string, boolean] {
+    if (!this.started) {
+      const first = text.search(/\S/);
+      if (first < 0) return [text, false];
+      this.started = true;
+      const lead = text.slice(0, first);
+      const [rest, stopped] = this.push(text.slice(first));
+      return [lead + rest, stopped];
+    }
     this.pending += text;
     let cut = -1;
     for (const s of this.stops) {

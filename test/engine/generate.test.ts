@@ -91,6 +91,18 @@ describe('generation', async () => {
     expect(cut.tokens.map((t) => t.text).join('')).toBe(text.slice(0, text.indexOf(stop)));
   });
 
+  it('whitespace before the reply has said anything does not trigger a stop sequence', async () => {
+    const full = await run(session, hello.prompt_ids, { maxTokens: 12, sampler: GREEDY, eosTokenId: null });
+    const text = full.tokens.map((t) => t.text).join('');
+    const firstWord = text.trim().slice(0, 2);
+    // A stop sequence made of the reply's leading whitespace would end it empty; here it cannot.
+    const lead = text.slice(0, text.search(/\S/));
+    const stops = lead ? [lead] : [' '];
+    const r = await run(session, hello.prompt_ids, { maxTokens: 12, sampler: GREEDY, eosTokenId: null, stopSequences: [...stops, firstWord] });
+    expect(r.summary.stopReason).toBe('stop-sequence');
+    expect(r.tokens.map((t) => t.text).join('')).toBe(text.slice(0, text.indexOf(firstWord)));
+  });
+
   it('a prompt that extends the cached one reuses its KV cache and gives the same logits as a fresh prefill', async () => {
     const first = encode('The quick brown fox jumps over the lazy dog.');
     const second = [...first, ...encode(' And then it ran away into the forest.')];
