@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { generate, Session } from '../../src/engine/generate.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
-import { readFixture, referenceDecoder, relativeError, TINY } from '../helpers/fixtures.ts';
+import { join } from 'node:path';
+import { readFixture, referenceDecoder, relativeError, ROOT, TINY } from '../helpers/fixtures.ts';
 
-// The engine against an independent PyTorch implementation (tools/reference_gpt2.py, float64).
+// The engine against an independent PyTorch implementation (tools/reference_gpt2.py, float64):
+// the tiny random test model, and the bundled Shakespeare model the app ships.
 
-describe('reference engine matches PyTorch on the tiny test model', async () => {
-  const fixture = readFixture('tiny-logits');
-  const decoder = await referenceDecoder(TINY);
+describe.each([
+  ['the tiny test model', 'tiny-logits', TINY],
+  ['the bundled Shakespeare model', 'shakespeare-logits', join(ROOT, 'public/models/shakespeare')],
+])('reference engine matches PyTorch on %s', async (_name, fixtureName, dir) => {
+  const fixture = readFixture(fixtureName);
+  const decoder = await referenceDecoder(dir);
 
   for (const c of fixture.cases) {
     it(`${c.name}: prefill and ${c.decode.length} KV-cached decode steps within 1e-4`, async () => {
