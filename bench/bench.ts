@@ -12,7 +12,7 @@ import { Session } from '../src/engine/generate.ts';
 import { argmax } from '../src/engine/sampler.ts';
 import { encode } from '../src/engine/tokenizer.ts';
 import { expectedTensors } from '../src/engine/weights.ts';
-import type { SyncMode } from '../src/engine/worker-pool.ts';
+import type { SyncMode, WorkerPool } from '../src/engine/worker-pool.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 // idb recognises requests by instanceof: fake-indexeddb's classes must be the global ones.
@@ -195,6 +195,26 @@ async function prefixReuse(dir: string, workers: number, runs: number): Promise<
   }
 }
 
+/**
+ * What one layer step's hand-off costs with no work in it (zero rows): the coordinator signals
+ * every shard and waits for all of them, by Atomics or by one Comlink message each.
+ */
+async function handOff(dir: string, workers: number, sync: SyncMode): Promise<number> {
+  const decoder = (await openDecoder(dir, workers, sync)) as unknown as { group: WorkerPool; dispose(): Promise<void> };
+  try {
+    const group = decoder.group;
+    const round = async (n: number): Promise<number> => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await group.mlp(0, 0);
+      return ((performance.now() - t0) * 1000) / n;
+    };
+    await round(500);
+    return median([await round(2000), await round(2000), await round(2000)]);
+  } finally {
+    await decoder.dispose();
+  }
+}
+
 const describe = (e: Engine): string => (e.workers === 0 ? 'single-thread reference' : `pool, ${e.workers} worker${e.workers > 1 ? 's' : ''} (${e.sync})`);
 
 function table(rows: Row[]): string {
@@ -234,6 +254,12 @@ async function main(): Promise<void> {
   for (const [name, dir] of models) rows.push(...(await benchModel(name, dir, engines, runs, bandwidth, log)));
 
   // The model a new user starts cold: the bundled one, unless a model was named.
+  log('hand-off cost of an empty layer step…');
+  const handOffs: Array<{ workers: number; sync: SyncMode; microseconds: number }> = [];
+  for (const n of poolSizes) {
+    for (const sync of ['atomics', 'comlink'] as const) handOffs.push({ workers: n, sync, microseconds: await handOff(models[0][1], n, sync) });
+  }
+
   const [coldName, coldDir] = typeof custom === 'string' ? models[0] : ['bundled shakespeare', new URL('../public/models/shakespeare', import.meta.url).pathname];
   log(`cold start of ${coldName} from the model store…`);
   const cold = await coldStart(coldDir, Math.max(...poolSizes), runs);
@@ -242,11 +268,12 @@ async function main(): Promise<void> {
 
   const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
   if (json) {
-    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, handOffs, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
   } else {
     process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after 2 warm-up runs\n`);
     process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
     process.stdout.write(table(rows) + '\n');
+    process.stdout.write(`\nhand-off of one empty layer step (µs): ${handOffs.map((h) => `${h.workers} worker${h.workers > 1 ? 's' : ''} ${h.sync} ${h.microseconds.toFixed(0)}`).join(', ')}\n`);
     process.stdout.write(`\ncold start of ${coldName} to its first logits on ${Math.max(...poolSizes)} workers: ` +
       `${cold.storeMs.toFixed(0)} ms from the model store (fake-indexeddb), ${cold.diskMs.toFixed(0)} ms from disk\n`);
     process.stdout.write(`next conversation turn on ${coldName} (${reuse.historyTokens} tokens of history + ${reuse.newTokens} new): ` +
