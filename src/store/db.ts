@@ -25,14 +25,18 @@ export interface ModelRecord {
   lastUsedAt: number | null;
 }
 
-/** A download in progress or interrupted: chunks [0, bytesStored / chunkBytes) are stored. */
-export interface DownloadRecord {
+/** What to download: a catalog entry or a custom URL, resolved to its two files. */
+export interface DownloadTarget {
   id: string;
   name: string;
   template: ChatTemplateId;
   origin: Exclude<ModelOrigin, 'import'>;
   configUrl: string;
   weightsUrl: string;
+}
+
+/** A download in progress or interrupted: chunks [0, bytesStored / chunkBytes) are stored. */
+export interface DownloadRecord extends DownloadTarget {
   configText: string;
   fileId: string;
   chunkBytes: number;

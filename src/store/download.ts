@@ -1,7 +1,6 @@
 import type { ByteSource } from '../engine/weights.ts';
-import type { ChatTemplateId, ModelOrigin } from './catalog.ts';
 import { chunkSource } from './chunks.ts';
-import type { DownloadRecord, ModelRecord } from './db.ts';
+import type { DownloadRecord, DownloadTarget, ModelRecord } from './db.ts';
 import { StoreError, cancelled } from './errors.ts';
 import type { ResponseFacts } from './http.ts';
 import { fetchFailure, fetchOrFail, httpError, responseFacts } from './http.ts';
@@ -18,14 +17,7 @@ import { checkConfig, checkModel, headerBytesNeeded } from './validate.ts';
 // tab, dropped connection, cancel, full disk) always resumes from a consistent chunk boundary.
 // A file that fails a check (size, sha256, parser) is discarded; nothing else is ever touched.
 
-export interface DownloadTarget {
-  id: string;
-  name: string;
-  template: ChatTemplateId;
-  origin: Exclude<ModelOrigin, 'import'>;
-  configUrl: string;
-  weightsUrl: string;
-}
+export type { DownloadTarget } from './db.ts';
 
 export interface DownloadOptions {
   signal?: AbortSignal;
