@@ -3,7 +3,7 @@ import { headDim } from './config.ts';
 import { WeightsError } from './errors.ts';
 import type { SafetensorsHeader, TensorInfo } from './safetensors.ts';
 import { decodeFloats, headerLength, isFloatDtype, parseHeader } from './safetensors.ts';
-import type { ShardSlice } from './shard-plan.ts';
+import type { ShardLayerLayout, ShardSlice } from './shard-plan.ts';
 import { commonLayout, shardLayout } from './shard-plan.ts';
 
 // Loads a Hugging Face GPT-2 checkpoint straight into the kernel layout of a shard plan:
@@ -93,8 +93,41 @@ export async function readHeader(source: ByteSource): Promise<SafetensorsHeader>
   return parseHeader(await source.read(0, 8 + len), source.size);
 }
 
-/** Where one element (i, j) of an HF tensor of shape [rows, cols] goes. */
+/** Places `count` decoded elements of one tensor, starting at element `first`, into their buffers. */
 type Scatter = (values: Float32Array, first: number, count: number) => void;
+
+/**
+ * An HF Conv1D tensor [rows = in, cols = out] whose output columns are split over the shards:
+ * column j becomes row local[j] of shard owner[j]'s [out, in] matrix at bases[s]. A bias is the
+ * same with rows = 1.
+ */
+function byColumn(shards: Float32Array[], rows: number, cols: number, owner: Int32Array, local: Int32Array, bases: number[]): Scatter {
+  return (v, first, n) => {
+    for (let k = 0; k < n; k++) {
+      const e = first + k;
+      const i = Math.floor(e / cols);
+      const j = e - i * cols;
+      const s = owner[j];
+      shards[s][bases[s] + local[j] * rows + i] = v[k];
+    }
+  };
+}
+
+/**
+ * An HF Conv1D tensor [rows = in, cols = out] whose input rows are split over the shards (the
+ * output projections): row i becomes column local[i] of shard owner[i]'s [out, widths[s]] matrix.
+ */
+function byRow(shards: Float32Array[], cols: number, owner: Int32Array, local: Int32Array, bases: number[], widths: number[]): Scatter {
+  return (v, first, n) => {
+    for (let k = 0; k < n; k++) {
+      const e = first + k;
+      const i = Math.floor(e / cols);
+      const j = e - i * cols;
+      const s = owner[i];
+      shards[s][bases[s] + j * widths[s] + local[i]] = v[k];
+    }
+  };
+}
 
 function scatters(config: GPT2Config, plan: ShardSlice[], common: Float32Array, shards: Float32Array[]): Map<string, Scatter> {
   const d = config.nEmbd;
@@ -104,15 +137,31 @@ function scatters(config: GPT2Config, plan: ShardSlice[], common: Float32Array, 
   const out = new Map<string, Scatter>();
   const copyTo = (buf: Float32Array, base: number): Scatter => (v, first, n) => buf.set(v.subarray(0, n), base + first);
 
-  // Which shard owns head column c (0 ≤ c < d) and MLP column c (0 ≤ c < 4d).
+  // Which shard owns head column c (0 ≤ c < d) and MLP column c (0 ≤ c < 4d), and where it is in that shard.
   const headOwner = new Int32Array(d);
+  const headLocal = new Int32Array(d);
   const mlpOwner = new Int32Array(4 * d);
+  const mlpLocal = new Int32Array(4 * d);
   for (const s of plan) {
-    for (let c = s.heads[0] * hd; c < s.heads[1] * hd; c++) headOwner[c] = s.index;
-    for (let c = s.mlp[0]; c < s.mlp[1]; c++) mlpOwner[c] = s.index;
+    for (let c = s.heads[0] * hd; c < s.heads[1] * hd; c++) {
+      headOwner[c] = s.index;
+      headLocal[c] = c - s.heads[0] * hd;
+    }
+    for (let c = s.mlp[0]; c < s.mlp[1]; c++) {
+      mlpOwner[c] = s.index;
+      mlpLocal[c] = c - s.mlp[0];
+    }
   }
-  const headLocal = (c: number): number => c - plan[headOwner[c]].heads[0] * hd;
-  const mlpLocal = (c: number): number => c - plan[mlpOwner[c]].mlp[0];
+  // c_attn's columns are [q | k | v], each d wide: column j of section s becomes row s·w + local.
+  const qkvOwner = new Int32Array(3 * d);
+  const qkvLocal = new Int32Array(3 * d);
+  for (let j = 0; j < 3 * d; j++) {
+    const col = j % d;
+    qkvOwner[j] = headOwner[col];
+    qkvLocal[j] = Math.floor(j / d) * layouts[headOwner[col]].attnWidth + headLocal[col];
+  }
+  const attnWidths = layouts.map((L) => L.attnWidth);
+  const mlpWidths = layouts.map((L) => L.mlpWidth);
 
   out.set('wte.weight', copyTo(common, cl.wte));
   out.set('wpe.weight', copyTo(common, cl.wpe));
@@ -122,77 +171,19 @@ function scatters(config: GPT2Config, plan: ShardSlice[], common: Float32Array, 
   for (let l = 0; l < config.nLayer; l++) {
     const h = `h.${l}.`;
     const c = cl.layers[l];
+    const bases = (key: keyof ShardLayerLayout): number[] => layouts.map((L) => L.layers[l][key]);
     out.set(h + 'ln_1.weight', copyTo(common, c.ln1G));
     out.set(h + 'ln_1.bias', copyTo(common, c.ln1B));
     out.set(h + 'ln_2.weight', copyTo(common, c.ln2G));
     out.set(h + 'ln_2.bias', copyTo(common, c.ln2B));
     out.set(h + 'attn.c_proj.bias', copyTo(common, c.projB));
     out.set(h + 'mlp.c_proj.bias', copyTo(common, c.fc2B));
-
-    // c_attn columns are [q | k | v], each d wide; column j of section s goes to row s·w + local of its shard.
-    const qkvRow = new Int32Array(3 * d);
-    const qkvShard = new Int32Array(3 * d);
-    for (let j = 0; j < 3 * d; j++) {
-      const s = Math.floor(j / d);
-      const col = j % d;
-      qkvShard[j] = headOwner[col];
-      qkvRow[j] = s * layouts[headOwner[col]].attnWidth + headLocal(col);
-    }
-    out.set(h + 'attn.c_attn.bias', (v, first, n) => {
-      for (let k = 0; k < n; k++) {
-        const j = first + k;
-        shards[qkvShard[j]][layouts[qkvShard[j]].layers[l].qkvB + qkvRow[j]] = v[k];
-      }
-    });
-    out.set(h + 'attn.c_attn.weight', (v, first, n) => {
-      // HF Conv1D weight is [in = d, out = 3d]; ours is [out, in].
-      for (let k = 0; k < n; k++) {
-        const e = first + k;
-        const i = Math.floor(e / (3 * d));
-        const j = e - i * 3 * d;
-        const s = qkvShard[j];
-        shards[s][layouts[s].layers[l].qkvW + qkvRow[j] * d + i] = v[k];
-      }
-    });
-    out.set(h + 'attn.c_proj.weight', (v, first, n) => {
-      // [in = d (heads), out = d]: input row i belongs to the shard of its head.
-      for (let k = 0; k < n; k++) {
-        const e = first + k;
-        const i = Math.floor(e / d);
-        const j = e - i * d;
-        const s = headOwner[i];
-        const lay = layouts[s];
-        shards[s][lay.layers[l].projW + j * lay.attnWidth + headLocal(i)] = v[k];
-      }
-    });
-    out.set(h + 'mlp.c_fc.bias', (v, first, n) => {
-      for (let k = 0; k < n; k++) {
-        const j = first + k;
-        const s = mlpOwner[j];
-        shards[s][layouts[s].layers[l].fcB + mlpLocal(j)] = v[k];
-      }
-    });
-    out.set(h + 'mlp.c_fc.weight', (v, first, n) => {
-      // [in = d, out = 4d]
-      for (let k = 0; k < n; k++) {
-        const e = first + k;
-        const i = Math.floor(e / (4 * d));
-        const j = e - i * 4 * d;
-        const s = mlpOwner[j];
-        shards[s][layouts[s].layers[l].fcW + mlpLocal(j) * d + i] = v[k];
-      }
-    });
-    out.set(h + 'mlp.c_proj.weight', (v, first, n) => {
-      // [in = 4d, out = d]: input row i belongs to the shard of its MLP column.
-      for (let k = 0; k < n; k++) {
-        const e = first + k;
-        const i = Math.floor(e / d);
-        const j = e - i * d;
-        const s = mlpOwner[i];
-        const lay = layouts[s];
-        shards[s][lay.layers[l].fc2W + j * lay.mlpWidth + mlpLocal(i)] = v[k];
-      }
-    });
+    out.set(h + 'attn.c_attn.weight', byColumn(shards, d, 3 * d, qkvOwner, qkvLocal, bases('qkvW')));
+    out.set(h + 'attn.c_attn.bias', byColumn(shards, 1, 3 * d, qkvOwner, qkvLocal, bases('qkvB')));
+    out.set(h + 'attn.c_proj.weight', byRow(shards, d, headOwner, headLocal, bases('projW'), attnWidths));
+    out.set(h + 'mlp.c_fc.weight', byColumn(shards, d, 4 * d, mlpOwner, mlpLocal, bases('fcW')));
+    out.set(h + 'mlp.c_fc.bias', byColumn(shards, 1, 4 * d, mlpOwner, mlpLocal, bases('fcB')));
+    out.set(h + 'mlp.c_proj.weight', byRow(shards, d, mlpOwner, mlpLocal, bases('fc2W'), mlpWidths));
   }
   return out;
 }
