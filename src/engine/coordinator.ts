@@ -25,7 +25,8 @@ export interface ShardGroup {
 }
 
 interface CommonLayerViews {
-  ln1G: Float32Array; ln1B: Float32Array; ln2G: Float32Array; ln2B: Float32Array;
+  ln1G: Float32Array; ln1B: Float32Array; projB: Float32Array;
+  ln2G: Float32Array; ln2B: Float32Array; fc2B: Float32Array;
 }
 
 export class DecoderError extends Error {
@@ -47,7 +48,7 @@ export class Coordinator implements Decoder {
 
   constructor(
     readonly config: GPT2Config,
-    private readonly common: Float32Array,
+    common: Float32Array,
     private readonly group: ShardGroup,
     kernels: Kernels,
   ) {
@@ -55,7 +56,10 @@ export class Coordinator implements Decoder {
     const cl = commonLayout(config);
     const view = (at: number): Float32Array => common.subarray(at, at + d);
     this.stream = new ResidualStream(config, common, kernels);
-    this.layers = cl.layers.map((L) => ({ ln1G: view(L.ln1G), ln1B: view(L.ln1B), ln2G: view(L.ln2G), ln2B: view(L.ln2B) }));
+    this.layers = cl.layers.map((L) => ({
+      ln1G: view(L.ln1G), ln1B: view(L.ln1B), projB: view(L.projB),
+      ln2G: view(L.ln2G), ln2B: view(L.ln2B), fc2B: view(L.fc2B),
+    }));
     this.lnfG = view(cl.lnfG);
     this.lnfB = view(cl.lnfB);
   }
@@ -95,17 +99,16 @@ export class Coordinator implements Decoder {
   /** Runs T tokens through every layer at the current position, filling the KV caches. */
   private async forward(ids: ArrayLike<number>, from: number, T: number): Promise<void> {
     const { stream, group } = this;
-    const cl = commonLayout(this.config);
     const pos = this.position;
     stream.embed(ids, from, T, pos);
     for (let l = 0; l < this.config.nLayer; l++) {
       const L = this.layers[l];
       stream.normalize(group.input, L.ln1G, L.ln1B, T);
       await group.attention(T, pos, l);
-      stream.add(group.partials, this.common, cl.layers[l].projB, T);
+      stream.add(group.partials, L.projB, T);
       stream.normalize(group.input, L.ln2G, L.ln2B, T);
       await group.mlp(T, l);
-      stream.add(group.partials, this.common, cl.layers[l].fc2B, T);
+      stream.add(group.partials, L.fc2B, T);
     }
     this.position = pos + T;
   }

@@ -41,12 +41,12 @@ export class ResidualStream {
   }
 
   /** x += Σ_s partials[s] + bias: the block's output, assembled from every shard's share. */
-  add(partials: Float32Array[], bias: Float32Array, biasOff: number, T: number): void {
+  add(partials: Float32Array[], bias: Float32Array, T: number): void {
     const { d, x } = this;
     for (let t = 0; t < T; t++) {
       const o = t * d;
       for (let i = 0; i < d; i++) {
-        let v = bias[biasOff + i];
+        let v = bias[i];
         for (let s = 0; s < partials.length; s++) v += partials[s][o + i];
         x[o + i] += v;
       }
