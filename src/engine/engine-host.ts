@@ -8,7 +8,7 @@ import type { SpawnShard } from './pool-protocol.ts';
 import { createReferenceDecoder } from './reference.ts';
 import { planShards } from './shard-plan.ts';
 import type { ByteSource } from './weights.ts';
-import { expectedTensors, loadWeights } from './weights.ts';
+import { blobSource, expectedTensors, loadWeights } from './weights.ts';
 import { yieldToEventLoop } from './yield.ts';
 
 // The engine behind the EngineApi: one loaded model, one session (so the KV cache of an unchanged
@@ -25,11 +25,6 @@ export interface EngineHostDeps {
 export class EngineError extends Error {
   override readonly name = 'EngineError';
 }
-
-const blobSource = (blob: Blob): ByteSource => ({
-  size: blob.size,
-  read: async (begin, end) => new Uint8Array(await blob.slice(begin, end).arrayBuffer()),
-});
 
 export function createEngineHost(deps: EngineHostDeps): EngineApi {
   let session: Session | null = null;

@@ -16,6 +16,14 @@ export interface ByteSource {
   read(begin: number, end: number): Promise<Uint8Array>;
 }
 
+/** Random access to a Blob (a picked File); slices are read lazily, never the whole file. */
+export function blobSource(blob: Blob): ByteSource {
+  return {
+    size: blob.size,
+    read: async (begin, end) => new Uint8Array(await blob.slice(begin, Math.min(end, blob.size)).arrayBuffer()),
+  };
+}
+
 /** Allocates a float buffer: SharedArrayBuffer-backed for the worker pool, plain otherwise. */
 export type Allocate = (floats: number) => Float32Array;
 export const allocatePlain: Allocate = (n) => new Float32Array(n);

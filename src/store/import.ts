@@ -1,4 +1,4 @@
-import type { ByteSource } from '../engine/weights.ts';
+import { blobSource } from '../engine/weights.ts';
 import type { ChatTemplateId } from './catalog.ts';
 import type { ModelRecord } from './db.ts';
 import { cancelled } from './errors.ts';
@@ -16,14 +16,6 @@ export interface ImportOptions {
   template?: ChatTemplateId;
   signal?: AbortSignal;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
-}
-
-/** Random access to a Blob (a picked File); slices are read lazily, never the whole file. */
-export function blobSource(blob: Blob): ByteSource {
-  return {
-    size: blob.size,
-    read: async (begin, end) => new Uint8Array(await blob.slice(begin, Math.min(end, blob.size)).arrayBuffer()),
-  };
 }
 
 export async function importModel(ctx: StoreContext, config: Blob, weights: Blob, name: string, opts: ImportOptions = {}): Promise<ModelRecord> {
