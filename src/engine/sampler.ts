@@ -148,28 +148,12 @@ export function logSoftmaxAt(x: Float32Array, n: number, id: number): number {
  * ties broken by the lower index. A min-heap of size k: O(n log k).
  */
 export function topIndices(x: Float32Array, n: number, k: number, out: Int32Array): void {
-  // "less" = worse candidate: smaller value, or equal value with a higher index.
-  const worse = (a: number, b: number): boolean => x[a] < x[b] || (x[a] === x[b] && a > b);
-  const sift = (size: number, i: number): void => {
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < size && worse(out[l], out[m])) m = l;
-      if (r < size && worse(out[r], out[m])) m = r;
-      if (m === i) return;
-      const t = out[i];
-      out[i] = out[m];
-      out[m] = t;
-      i = m;
-    }
-  };
   for (let i = 0; i < k; i++) out[i] = i;
-  for (let i = (k >> 1) - 1; i >= 0; i--) sift(k, i);
+  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(x, out, k, i);
   for (let i = k; i < n; i++) {
-    if (worse(out[0], i)) {
+    if (worse(x, out[0], i)) {
       out[0] = i;
-      sift(k, 0);
+      siftDown(x, out, k, 0);
     }
   }
   // Heap-sort in place: repeatedly move the worst to the end → best first.
@@ -177,6 +161,27 @@ export function topIndices(x: Float32Array, n: number, k: number, out: Int32Arra
     const t = out[0];
     out[0] = out[size];
     out[size] = t;
-    sift(size, 0);
+    siftDown(x, out, size, 0);
+  }
+}
+
+/** Whether candidate a ranks below b: a smaller value, or an equal value at a higher index. */
+function worse(x: Float32Array, a: number, b: number): boolean {
+  return x[a] < x[b] || (x[a] === x[b] && a > b);
+}
+
+/** Restores the min-heap (worst candidate at the root) below node i of heap[0..size). */
+function siftDown(x: Float32Array, heap: Int32Array, size: number, i: number): void {
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < size && worse(x, heap[l], heap[m])) m = l;
+    if (r < size && worse(x, heap[r], heap[m])) m = r;
+    if (m === i) return;
+    const t = heap[i];
+    heap[i] = heap[m];
+    heap[m] = t;
+    i = m;
   }
 }
