@@ -1,4 +1,5 @@
 import { WeightsError } from './errors.ts';
+import { displayValue } from './untrusted-text.ts';
 
 /** The hyperparameters of a GPT-2 checkpoint, as named in Hugging Face's config.json. */
 export interface GPT2Config {
@@ -16,7 +17,7 @@ function positiveInt(raw: Record<string, unknown>, field: string, max: number, f
   let v = raw[field];
   if (v === undefined && fallback !== undefined) v = raw[fallback];
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max) {
-    throw new WeightsError('config', field, `expected an integer in 1..${max}, got ${JSON.stringify(v)}`);
+    throw new WeightsError('config', field, `expected an integer in 1..${max}, got ${displayValue(v)}`);
   }
   return v;
 }
@@ -36,7 +37,7 @@ export function parseConfig(source: string | unknown): GPT2Config {
   }
   const r = raw as Record<string, unknown>;
   if (r.model_type !== undefined && r.model_type !== 'gpt2') {
-    throw new WeightsError('config', 'model_type', `only "gpt2" models are supported, got ${JSON.stringify(r.model_type)}`);
+    throw new WeightsError('config', 'model_type', `only "gpt2" models are supported, got ${displayValue(r.model_type)}`);
   }
   const nLayer = positiveInt(r, 'n_layer', 256);
   const nHead = positiveInt(r, 'n_head', 256);
@@ -48,7 +49,7 @@ export function parseConfig(source: string | unknown): GPT2Config {
   }
   const eps = r.layer_norm_epsilon ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0 && eps < 1)) {
-    throw new WeightsError('config', 'layer_norm_epsilon', `expected a small positive number, got ${JSON.stringify(eps)}`);
+    throw new WeightsError('config', 'layer_norm_epsilon', `expected a small positive number, got ${displayValue(eps)}`);
   }
   if (r.n_inner !== undefined && r.n_inner !== null && r.n_inner !== 4 * nEmbd) {
     throw new WeightsError('config', 'n_inner', `only the GPT-2 MLP width 4·n_embd = ${4 * nEmbd} is supported`);
@@ -56,11 +57,11 @@ export function parseConfig(source: string | unknown): GPT2Config {
   const act = r.activation_function;
   // GPT-2 uses the tanh form of GELU; an erf-GELU fine-tune would silently drift, so refuse it.
   if (act !== undefined && act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
-    throw new WeightsError('config', 'activation_function', `unsupported activation ${JSON.stringify(act)}`);
+    throw new WeightsError('config', 'activation_function', `unsupported activation ${displayValue(act)}`);
   }
   const eos = r.eos_token_id ?? 50256;
   if (typeof eos !== 'number' || !Number.isInteger(eos) || eos < 0 || eos >= vocabSize) {
-    throw new WeightsError('config', 'eos_token_id', `expected a token id below vocab_size, got ${JSON.stringify(eos)}`);
+    throw new WeightsError('config', 'eos_token_id', `expected a token id below vocab_size, got ${displayValue(eos)}`);
   }
   return { nLayer, nHead, nEmbd, nPositions, vocabSize, layerNormEpsilon: eps, eosTokenId: eos };
 }

@@ -1,5 +1,8 @@
+import { displayText } from './untrusted-text.ts';
+
 // Every way a model file can be wrong, as one error type that names the culprit.
-// The UI and the CLI show `message`; tests match `code` and `subject`.
+// The UI and the CLI show `message`; tests match `code` and `subject`. Both quote the file, so
+// both go through displayText: one line, no control characters, bounded length.
 
 export type WeightsErrorCode =
   | 'file-too-small'      // fewer than 8 bytes: not even a header length
@@ -14,14 +17,20 @@ export type WeightsErrorCode =
   | 'values'              // a tensor holds NaN or infinity
   | 'config';             // config.json is malformed or out of range
 
+/** Longest message a WeightsError carries (a name and a value or two, each shown bounded). */
+export const MESSAGE_MAX = 400;
+
 export class WeightsError extends Error {
   override readonly name = 'WeightsError';
+  /** The tensor name or config field at fault, '' when the file as a whole is; shown safely. */
+  readonly subject: string;
   constructor(
     readonly code: WeightsErrorCode,
-    /** The tensor name or config field at fault, '' when the file as a whole is. */
-    readonly subject: string,
+    subject: string,
     message: string,
   ) {
-    super(subject ? `${subject}: ${message}` : message);
+    const shown = displayText(subject);
+    super(displayText(shown ? `${shown}: ${message}` : message, MESSAGE_MAX));
+    this.subject = shown;
   }
 }

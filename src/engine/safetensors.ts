@@ -1,4 +1,5 @@
 import { WeightsError } from './errors.ts';
+import { displayText, displayValue } from './untrusted-text.ts';
 
 // safetensors: [u64 LE header length N][N bytes of JSON header][data section].
 // The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} relative to the data section.
@@ -89,19 +90,19 @@ function parseEntry(name: string, entry: unknown, dataStart: number): TensorInfo
   }
   const { dtype, shape, data_offsets: off } = entry as Record<string, unknown>;
   if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
-    throw new WeightsError('dtype', name, `unknown dtype ${JSON.stringify(dtype)}`);
+    throw new WeightsError('dtype', name, `unknown dtype ${displayValue(dtype)}`);
   }
   if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && s >= 0)) {
-    throw new WeightsError('header-entry', name, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw new WeightsError('header-entry', name, `shape ${displayValue(shape)} is not a list of non-negative integers`);
   }
   if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw new WeightsError('header-entry', name, `data_offsets ${JSON.stringify(off)} is not a pair of non-negative integers`);
+    throw new WeightsError('header-entry', name, `data_offsets ${displayValue(off)} is not a pair of non-negative integers`);
   }
   const [b, e] = off as [number, number];
   if (e < b) throw new WeightsError('offsets', name, `data_offsets [${b}, ${e}] end before they begin`);
   const elements = (shape as number[]).reduce((a, s) => a * s, 1);
   if (elements * DTYPE_BYTES[dtype] !== e - b) {
-    throw new WeightsError('dtype', name, `${dtype} ${JSON.stringify(shape)} needs ${elements * DTYPE_BYTES[dtype]} bytes but data_offsets span ${e - b}`);
+    throw new WeightsError('dtype', name, `${dtype} ${displayValue(shape)} needs ${elements * DTYPE_BYTES[dtype]} bytes but data_offsets span ${e - b}`);
   }
   return { name, dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + e };
 }
@@ -112,7 +113,7 @@ function checkOffsets(tensors: Map<string, TensorInfo>, dataStart: number, dataB
   let last = dataStart;
   for (const t of sorted) {
     if (prev && t.begin < prev.end && t.end > t.begin) {
-      throw new WeightsError('offsets', t.name, `data overlaps tensor ${prev.name}`);
+      throw new WeightsError('offsets', t.name, `data overlaps tensor ${displayText(prev.name)}`);
     }
     if (t.end > t.begin) prev = t;
     last = Math.max(last, t.end);

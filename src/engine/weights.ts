@@ -1,6 +1,7 @@
 import type { GPT2Config } from './config.ts';
 import { headDim } from './config.ts';
 import { WeightsError } from './errors.ts';
+import { displayText, displayValue } from './untrusted-text.ts';
 import type { SafetensorsHeader, TensorInfo } from './safetensors.ts';
 import { decodeFloats, headerLength, isFloatDtype, parseHeader } from './safetensors.ts';
 import type { ShardLayerLayout, ShardSlice } from './shard-plan.ts';
@@ -76,7 +77,7 @@ export function matchTensors(config: GPT2Config, header: SafetensorsHeader): Arr
     const name = canonicalName(raw);
     const layer = /^h\.(\d+)\./.exec(name);
     if (layer && Number(layer[1]) >= config.nLayer) {
-      throw new WeightsError('shape', raw, `belongs to layer ${layer[1]} but config.json says n_layer = ${config.nLayer}`);
+      throw new WeightsError('shape', raw, `belongs to layer ${displayText(layer[1], 12)} but config.json says n_layer = ${config.nLayer}`);
     }
     if (!expected.has(name)) continue; // attn.bias / attn.masked_bias buffers, the tied lm_head
     if (found.has(name)) throw new WeightsError('header-entry', raw, 'appears twice (with and without the transformer. prefix)');
@@ -85,7 +86,7 @@ export function matchTensors(config: GPT2Config, header: SafetensorsHeader): Arr
       throw new WeightsError('dtype', raw, `dtype ${info.dtype} cannot be read as float32 (need F32, F16 or BF16)`);
     }
     if (info.shape.length !== shape.length || info.shape.some((s, i) => s !== shape[i])) {
-      throw new WeightsError('shape', raw, `shape [${info.shape}] disagrees with config.json, which implies [${shape}]`);
+      throw new WeightsError('shape', raw, `shape ${displayValue(info.shape)} disagrees with config.json, which implies ${displayValue(shape)}`);
     }
     found.set(name, info);
   }

@@ -1,7 +1,9 @@
 import { WeightsError } from '../engine/errors.ts';
+import { displayText } from '../engine/untrusted-text.ts';
 
 // Every way the model store can fail, as one error type the UI can switch on.
 // `message` is written for the user; `cause` keeps the underlying error for the console.
+// Messages quote URLs, status lines and parser errors: they are shown through displayText.
 
 export type StoreErrorCode =
   | 'quota'          // the browser refused to store more bytes
@@ -21,6 +23,9 @@ export type StoreErrorCode =
   | 'not-found'      // no such model, catalog entry or pending download
   | 'idb';           // any other IndexedDB failure
 
+/** Longest message a StoreError carries: a URL, a reason and a bounded quote of a file. */
+const MESSAGE_MAX = 1000;
+
 export class StoreError extends Error {
   override readonly name = 'StoreError';
   constructor(
@@ -28,7 +33,7 @@ export class StoreError extends Error {
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(displayText(message, MESSAGE_MAX), options);
   }
 }
 
