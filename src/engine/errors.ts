@@ -12,6 +12,7 @@ export type WeightsErrorCode =
   | 'dtype'               // a dtype we cannot read, or one that disagrees with the shape's byte size
   | 'offsets'             // data offsets outside the data section, reversed, or overlapping
   | 'truncated'           // the file ends before the data section does
+  | 'trailing-data'       // bytes after the last tensor's data (the format forbids them)
   | 'missing-tensor'      // the config requires a tensor that is not in the file
   | 'shape'               // a tensor's shape disagrees with the config
   | 'values'              // a tensor holds NaN or infinity

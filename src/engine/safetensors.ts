@@ -14,8 +14,8 @@ const DTYPE_BYTES: Record<string, number> = {
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
 const FLOAT_DTYPES = new Set<string>(['F32', 'F16', 'BF16']);
 
-/** The reference implementation refuses headers above 100 MB; so do we. */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The reference implementation refuses headers above 100 MB (10^8 bytes); so do we. */
+export const MAX_HEADER_BYTES = 100_000_000;
 
 export interface TensorInfo {
   name: string;
@@ -29,14 +29,19 @@ export interface TensorInfo {
 export interface SafetensorsHeader {
   /** Absolute offset of the data section (8 + header length). */
   dataStart: number;
+  /** The file's size as the header states it: the end of the last tensor's data. */
+  fileSize: number;
   tensors: Map<string, TensorInfo>;
   metadata: Record<string, string>;
 }
 
-/** Reads the header length from the first 8 bytes and checks it fits the file. */
-export function headerLength(first8: Uint8Array, fileSize: number): number {
-  if (fileSize < 8 || first8.length < 8) {
-    throw new WeightsError('file-too-small', '', `a safetensors file starts with an 8-byte header length; this one has ${fileSize} bytes`);
+/**
+ * Reads the header length from the first 8 bytes and checks it fits the file (of `fileSize`
+ * bytes, or null while that is not known: a download in progress).
+ */
+export function headerLength(first8: Uint8Array, fileSize: number | null): number {
+  if ((fileSize !== null && fileSize < 8) || first8.length < 8) {
+    throw new WeightsError('file-too-small', '', `a safetensors file starts with an 8-byte header length; this one has ${fileSize ?? first8.length} bytes`);
   }
   const view = new DataView(first8.buffer, first8.byteOffset, 8);
   const n = view.getBigUint64(0, true);
@@ -44,52 +49,138 @@ export function headerLength(first8: Uint8Array, fileSize: number): number {
     throw new WeightsError('header-too-large', '', `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const len = Number(n);
-  if (8 + len > fileSize) {
+  if (fileSize !== null && 8 + len > fileSize) {
     throw new WeightsError('header-too-large', '', `header length ${len} runs past the end of the ${fileSize}-byte file`);
   }
   if (len < 2) throw new WeightsError('header-json', '', `header length ${len} is too short for a JSON object`);
   return len;
 }
 
+const OPEN_BRACE = 0x7b;
+const SPACE = 0x20;
+
 /**
- * Parses and validates the header. `prefix` must hold at least the first 8 + header-length bytes;
- * `fileSize` is the whole file's size, so truncation is caught before any tensor is read.
+ * Parses and validates the header as strictly as the format: it begins with `{` (no byte-order
+ * mark), may be padded with spaces only, has no duplicate keys, states shapes and offsets as
+ * plain non-negative integers, and its tensors tile the data section exactly, with no gap and no
+ * byte after the last one (the reference implementation's rules, which also keep a file from
+ * being a polyglot). `prefix` must hold at least the first 8 + header-length bytes; `fileSize`
+ * is the whole file's size, so truncation is caught before any tensor is read; null while it is
+ * not known (a download in progress): then the header's own `fileSize` says where to stop.
  */
-export function parseHeader(prefix: Uint8Array, fileSize: number): SafetensorsHeader {
+export function parseHeader(prefix: Uint8Array, fileSize: number | null): SafetensorsHeader {
   const len = headerLength(prefix, fileSize);
   if (prefix.length < 8 + len) {
     throw new WeightsError('truncated', '', `need ${8 + len} bytes to read the header, got ${prefix.length}`);
   }
+  const bytes = prefix.subarray(8, 8 + len);
+  checkFraming(bytes);
+  let text: string;
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(prefix.subarray(8, 8 + len)));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+    json = JSON.parse(text);
   } catch (e) {
     throw new WeightsError('header-json', '', `header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new WeightsError('header-json', '', 'header is not a JSON object');
   }
+  checkLiterals(text);
   const dataStart = 8 + len;
-  const dataBytes = fileSize - dataStart;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(json as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (typeof entry === 'object' && entry !== null) metadata = entry as Record<string, string>;
-      continue;
-    }
-    tensors.set(name, parseEntry(name, entry, dataStart));
+    if (name === '__metadata__') metadata = parseMetadata(entry);
+    else tensors.set(name, parseEntry(name, entry, dataStart));
   }
-  checkOffsets(tensors, dataStart, dataBytes);
-  return { dataStart, tensors, metadata };
+  const end = checkOffsets(tensors, dataStart, fileSize);
+  return { dataStart, fileSize: end, tensors, metadata };
+}
+
+/** The header's first byte is `{` and it ends in `}` followed by spaces only. */
+function checkFraming(bytes: Uint8Array): void {
+  if (bytes[0] !== OPEN_BRACE) {
+    const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+    const found = bom ? 'a UTF-8 byte-order mark' : `byte 0x${bytes[0].toString(16).padStart(2, '0')}`;
+    throw new WeightsError('header-json', '', `header starts with ${found}; the format requires it to begin with "{"`);
+  }
+  let last = bytes.length - 1;
+  while (last > 0 && bytes[last] === SPACE) last--;
+  if (bytes[last] !== 0x7d) {
+    throw new WeightsError('header-json', '', `header ends with byte 0x${bytes[last].toString(16).padStart(2, '0')}; after the closing "}" only spaces may pad it`);
+  }
+}
+
+const PLAIN_INTEGER = /^(0|[1-9][0-9]*)$/;
+const NUMBER_CHAR = /[-+.eE0-9]/;
+
+/**
+ * What JSON.parse cannot tell: duplicate keys (it keeps the last one silently, where other
+ * parsers may keep the first), and how a number was written (`64.0` and `6.4e1` parse to 64,
+ * but a shape or an offset must be an integer literal). `text` is already known to be valid JSON,
+ * so one pass over it with a stack of open objects and arrays suffices.
+ */
+function checkLiterals(text: string): void {
+  const stack: Array<{ keys: Set<string> | null; key: string }> = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const top = stack[stack.length - 1];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (expectKey && top.keys) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) {
+          const subject = stack.length === 1 ? key : stack[0].key;
+          throw new WeightsError('header-entry', subject, stack.length === 1 ? 'appears twice in the header' : `has the field ${displayValue(key)} twice`);
+        }
+        top.keys.add(key);
+        top.key = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === '{') {
+      stack.push({ keys: new Set(), key: '' });
+      expectKey = true;
+    } else if (c === '[') {
+      stack.push({ keys: null, key: '' });
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      expectKey = top.keys !== null;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      let j = i + 1;
+      while (j < text.length && NUMBER_CHAR.test(text[j])) j++;
+      const literal = text.slice(i, j);
+      const field = stack.length === 3 && top.keys === null ? stack[1].key : '';
+      if ((field === 'shape' || field === 'data_offsets') && stack[0].key !== '__metadata__' && !PLAIN_INTEGER.test(literal)) {
+        throw new WeightsError('header-entry', stack[0].key, `${field} holds ${displayText(literal, 24)}, not a plain non-negative integer`);
+      }
+      i = j - 1;
+    }
+  }
+}
+
+/** `__metadata__` is a map of strings to strings (or null). */
+function parseMetadata(entry: unknown): Record<string, string> {
+  if (entry === null) return {};
+  if (typeof entry !== 'object' || Array.isArray(entry)) {
+    throw new WeightsError('header-entry', '__metadata__', `must map strings to strings, got ${displayValue(entry)}`);
+  }
+  for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
+    if (typeof v !== 'string') throw new WeightsError('header-entry', '__metadata__', `the value of ${displayValue(k)} is ${displayValue(v)}, not a string`);
+  }
+  return entry as Record<string, string>;
 }
 
 function parseEntry(name: string, entry: unknown, dataStart: number): TensorInfo {
-  if (typeof entry !== 'object' || entry === null) {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
     throw new WeightsError('header-entry', name, 'entry is not an object');
   }
   const { dtype, shape, data_offsets: off } = entry as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) {
     throw new WeightsError('dtype', name, `unknown dtype ${displayValue(dtype)}`);
   }
   if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && s >= 0)) {
@@ -100,36 +191,56 @@ function parseEntry(name: string, entry: unknown, dataStart: number): TensorInfo
   }
   const [b, e] = off as [number, number];
   if (e < b) throw new WeightsError('offsets', name, `data_offsets [${b}, ${e}] end before they begin`);
-  const elements = (shape as number[]).reduce((a, s) => a * s, 1);
-  if (elements * DTYPE_BYTES[dtype] !== e - b) {
-    throw new WeightsError('dtype', name, `${dtype} ${displayValue(shape)} needs ${elements * DTYPE_BYTES[dtype]} bytes but data_offsets span ${e - b}`);
+  let bytes = DTYPE_BYTES[dtype];
+  for (const s of shape as number[]) {
+    // Checked multiplication: a product past 2^53 would silently lose precision.
+    if (s !== 0 && bytes > Number.MAX_SAFE_INTEGER / s) {
+      throw new WeightsError('header-entry', name, `shape ${displayValue(shape)} overflows: more bytes than any file can hold`);
+    }
+    bytes *= s;
+  }
+  if (bytes !== e - b) {
+    throw new WeightsError('dtype', name, `${dtype} ${displayValue(shape)} needs ${bytes} bytes but data_offsets span ${e - b}`);
   }
   return { name, dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + e };
 }
 
-function checkOffsets(tensors: Map<string, TensorInfo>, dataStart: number, dataBytes: number): void {
+/**
+ * Checks that the tensors, in offset order, tile the data section from its first byte with no
+ * gap or overlap; returns where the last one ends. A file longer than that has trailing bytes; a
+ * shorter one is truncated. `fileSize` null: not known yet (a download in progress).
+ */
+function checkOffsets(tensors: Map<string, TensorInfo>, dataStart: number, fileSize: number | null): number {
   const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  if (fileSize !== null) {
+    // A cut-off file loses the tail of packed data; a tensor that starts past the end, after a
+    // gap the rest of the data does not explain, has bad offsets instead.
+    for (let k = 0; k < sorted.length; k++) {
+      const t = sorted[k];
+      const packedEnd = k > 0 ? sorted[k - 1].end : dataStart;
+      if (t.begin > fileSize && t.begin > packedEnd) {
+        throw new WeightsError('offsets', t.name, `data_offsets point past the end of the file (byte ${t.begin} ≥ ${fileSize})`);
+      }
+    }
+  }
+  let at = dataStart;
   let prev: TensorInfo | undefined;
-  let last = dataStart;
   for (const t of sorted) {
-    if (prev && t.begin < prev.end && t.end > t.begin) {
-      throw new WeightsError('offsets', t.name, `data overlaps tensor ${displayText(prev.name)}`);
+    if (t.begin < at) throw new WeightsError('offsets', t.name, `data overlaps tensor ${displayText(prev!.name)}`);
+    if (t.begin > at) {
+      throw new WeightsError('offsets', t.name, `data_offsets leave a gap of ${t.begin - at} bytes before this tensor; the format requires packed data`);
     }
-    if (t.end > t.begin) prev = t;
-    last = Math.max(last, t.end);
+    at = t.end;
+    prev = t;
   }
-  if (last - dataStart > dataBytes) {
-    // A cut-off file loses the tail of tightly packed data; a tensor that starts past the end,
-    // after a gap the rest of the data does not explain, has bad offsets instead.
-    const at = sorted.findIndex((t) => t.end - dataStart > dataBytes);
-    const culprit = sorted[at];
-    const packedEnd = at > 0 ? sorted[at - 1].end : dataStart;
-    const fileEnd = dataStart + dataBytes;
-    if (culprit.begin >= fileEnd && culprit.begin > packedEnd) {
-      throw new WeightsError('offsets', culprit.name, `data_offsets point past the end of the file (byte ${culprit.begin} ≥ ${fileEnd})`);
-    }
-    throw new WeightsError('truncated', culprit.name, `the file ends at byte ${fileEnd} but this tensor's data runs to byte ${culprit.end}: the file is truncated`);
+  if (fileSize !== null && at > fileSize) {
+    const culprit = sorted.find((t) => t.end > fileSize)!;
+    throw new WeightsError('truncated', culprit.name, `the file ends at byte ${fileSize} but this tensor's data runs to byte ${culprit.end}: the file is truncated`);
   }
+  if (fileSize !== null && at < fileSize) {
+    throw new WeightsError('trailing-data', '', `${fileSize - at} bytes follow the last tensor's data (which ends at byte ${at}); the format forbids trailing bytes`);
+  }
+  return at;
 }
 
 /** The number of elements of a tensor. */

@@ -10,7 +10,7 @@ import { ProgressReporter } from './progress.ts';
 import { Sha256, toHex } from './sha256.ts';
 import type { StoreContext, Tx } from './tx.ts';
 import { fileChunks, runTx } from './tx.ts';
-import { checkConfig, checkModel, headerBytesNeeded } from './validate.ts';
+import { checkConfig, checkHeader, checkModel, headerBytesNeeded } from './validate.ts';
 
 // Streams model.safetensors into IndexedDB chunk by chunk. Only whole chunks are committed, each
 // in one transaction with the download record's byte count, so an interrupted download (closed
@@ -248,10 +248,14 @@ class DownloadJob {
   /** Rejects a wrong file as soon as its header is stored instead of after the whole download. */
   private async checkHeaderEarly(): Promise<void> {
     const { bytesStored, totalBytes, configText } = this.rec;
-    if (this.headerChecked || totalBytes === null || bytesStored < Math.min(8, totalBytes)) return;
-    const source = this.source(totalBytes);
-    if ((await headerBytesNeeded(await source.read(0, 8), totalBytes)) > bytesStored) return;
-    await checkModel(configText, source);
+    if (this.headerChecked || bytesStored < 8) return;
+    const source = this.source(bytesStored);
+    const need = await headerBytesNeeded(await source.read(0, 8));
+    if (need > bytesStored) return;
+    const stated = await checkHeader(configText, await source.read(0, need));
+    if (totalBytes !== null && stated !== totalBytes) {
+      throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: the server announced ${totalBytes} bytes, but the file's header states ${stated}.`);
+    }
     this.headerChecked = true;
   }
 

@@ -1,7 +1,7 @@
 import type { GPT2Config } from '../engine/config.ts';
 import { parseConfig } from '../engine/config.ts';
 import { WeightsError } from '../engine/errors.ts';
-import { headerLength } from '../engine/safetensors.ts';
+import { headerLength, parseHeader } from '../engine/safetensors.ts';
 import type { ByteSource } from '../engine/weights.ts';
 import { matchTensors, readHeader } from '../engine/weights.ts';
 import { invalidModel } from './errors.ts';
@@ -31,8 +31,18 @@ export function checkModel(configText: string, source: ByteSource): Promise<GPT2
 }
 
 /**
- * How many leading bytes of a file of `size` bytes checkModel needs, given its first 8 bytes;
- * lets a download reject a bad file as soon as its header is in rather than after the last byte.
+ * How many leading bytes of a file the header check needs, given its first 8 bytes; lets a
+ * download reject a bad file as soon as its header is in rather than after the last byte.
  */
-export const headerBytesNeeded = (first8: Uint8Array, size: number): Promise<number> =>
-  parsing(() => 8 + headerLength(first8, size));
+export const headerBytesNeeded = (first8: Uint8Array): Promise<number> => parsing(() => 8 + headerLength(first8, null));
+
+/**
+ * Validates config.json and a safetensors header (`prefix`: at least headerBytesNeeded bytes)
+ * whose file is still arriving; resolves with the file's exact size, which the header states.
+ */
+export const checkHeader = (configText: string, prefix: Uint8Array): Promise<number> =>
+  parsing(() => {
+    const header = parseHeader(prefix, null);
+    matchTensors(parseConfig(configText), header);
+    return header.fileSize;
+  });

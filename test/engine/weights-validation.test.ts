@@ -138,6 +138,101 @@ describe('safetensors validation: every bad file is a typed error naming the cul
   });
 });
 
+describe('the header parser is as strict as the safetensors format', () => {
+  /** The tiny model with its header text rewritten (then re-padded with spaces). */
+  function withHeaderEdit(edit: (json: string) => string, dataEdit: (data: Uint8Array) => Uint8Array = (d) => d): Uint8Array {
+    const b = tinyBytes();
+    const n = Number(new DataView(b.buffer).getBigUint64(0, true));
+    const json = edit(new TextDecoder().decode(b.subarray(8, 8 + n)).trimEnd());
+    const hb = new TextEncoder().encode(json);
+    const data = dataEdit(b.subarray(8 + n));
+    const out = new Uint8Array(8 + hb.length + data.length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
+    out.set(hb, 8);
+    out.set(data, 8 + hb.length);
+    return out;
+  }
+
+  it('the unedited file still loads, with trailing space padding', async () => {
+    const padded = withHeaderEdit((j) => j + '      ');
+    expect((await load(padded)).common.length).toBeGreaterThan(0);
+  });
+
+  it('a UTF-8 byte-order mark before the header', async () => {
+    const e = await rejects(withHeaderEdit((j) => '\ufeff' + j), 'header-json', '');
+    expect(e.message).toMatch(/byte-order mark/);
+  });
+
+  it('padding other than spaces after the header', async () => {
+    await rejects(withHeaderEdit((j) => j + '\n  '), 'header-json', '');
+    await rejects(withHeaderEdit((j) => j + '\u0000'), 'header-json', '');
+  });
+
+  it.each([
+    ['64.0', '64.0'],
+    ['6.4e1', '6.4e1'],
+    ['-0', '-0'],
+  ])('a shape written as %s', async (_, literal) => {
+    const e = await rejects(withHeaderEdit((j) => j.replace('"ln_f.bias":{"dtype":"F16","shape":[64]', `"ln_f.bias":{"dtype":"F16","shape":[${literal}]`)), 'header-entry', 'ln_f.bias');
+    expect(e.message).toContain(`shape holds ${literal}`);
+  });
+
+  it('an offset written as a float', async () => {
+    const e = await rejects(withHeaderEdit((j) => j.replace(/"data_offsets":\[0,32768\]/, '"data_offsets":[0.0,32768]')), 'header-entry', 'h.0.attn.bias');
+    expect(e.message).toMatch(/data_offsets holds 0\.0/);
+  });
+
+  it('trailing bytes after the data section', async () => {
+    const e = await rejects(withHeaderEdit((j) => j, (d) => new Uint8Array([...d, 0x3c, 0x68, 0x74, 0x6d, 0x6c])), 'trailing-data', '');
+    expect(e.message).toMatch(/5 bytes follow the last tensor/);
+  });
+
+  it('a gap between two tensors', async () => {
+    // Shift every tensor after the first by 16 bytes of padding.
+    const bytes = withHeader((h) => {
+      for (const [name, t] of Object.entries(h)) if (name !== '__metadata__' && t.data_offsets[0] > 0) t.data_offsets = [t.data_offsets[0] + 16, t.data_offsets[1] + 16];
+    });
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const first = 8 + n + 32768;
+    const padded = new Uint8Array(bytes.length + 16);
+    padded.set(bytes.subarray(0, first));
+    padded.set(bytes.subarray(first), first + 16);
+    const e = await rejects(padded, 'offsets', /./);
+    expect(e.message).toMatch(/gap of 16 bytes/);
+  });
+
+  it('a tensor name that appears twice', async () => {
+    const e = await rejects(withHeaderEdit((j) => j.replace('{"__metadata__"', '{"ln_f.bias":{"dtype":"F16","shape":[0],"data_offsets":[0,0]},"__metadata__"')), 'header-entry', 'ln_f.bias');
+    expect(e.message).toMatch(/appears twice/);
+  });
+
+  it('a field that appears twice in one entry (JSON.parse would keep the last)', async () => {
+    const e = await rejects(withHeaderEdit((j) => j.replace('"ln_f.bias":{"dtype":"F16"', '"ln_f.bias":{"dtype":"I8","dtype":"F16"')), 'header-entry', 'ln_f.bias');
+    expect(e.message).toMatch(/field "dtype" twice/);
+  });
+
+  it('the same name written with an escape counts as a duplicate', async () => {
+    await rejects(withHeaderEdit((j) => j.replace('{"__metadata__"', '{"ln_f.bia\\u0073":{"dtype":"F16","shape":[0],"data_offsets":[0,0]},"__metadata__"')), 'header-entry', 'ln_f.bias');
+  });
+
+  it('metadata that is not a map of strings', async () => {
+    await rejects(withHeaderEdit((j) => j.replace('"__metadata__":{"format":"pt"}', '"__metadata__":{"format":1}')), 'header-entry', '__metadata__');
+    await rejects(withHeaderEdit((j) => j.replace('"__metadata__":{"format":"pt"}', '"__metadata__":["pt"]')), 'header-entry', '__metadata__');
+  });
+
+  it('a shape whose byte size overflows', async () => {
+    const e = await rejects(withHeader((h) => { h['ln_f.bias'].shape = [2 ** 30, 2 ** 30, 2 ** 30, 0]; }), 'header-entry', 'ln_f.bias');
+    expect(e.message).toMatch(/overflows/);
+  });
+
+  it('empty and 0-rank tensors are allowed, as the format says', async () => {
+    const tensors = tinyTensors();
+    tensors.push({ name: 'extra.empty', dtype: 'F32', shape: [3, 0], data: new Float32Array(0) });
+    tensors.push({ name: 'extra.scalar', dtype: 'F32', shape: [], data: new Float32Array([1.5]) });
+    expect((await load(encodeSafetensors(tensors))).common.length).toBeGreaterThan(0);
+  });
+});
+
 describe('config.json validation', () => {
   const base = JSON.parse(tinyConfigText()) as Record<string, unknown>;
   const bad = (patch: Record<string, unknown>, field: string) => {

@@ -196,7 +196,9 @@ describe('a bad download is discarded and the store is unchanged', () => {
   };
   it.each([
     ['a flipped header byte', () => serve(corrupt()), 'invalid-model'],
-    ['a truncated file', () => serve(FILE.subarray(0, TOTAL - 1000)), 'invalid-model'],
+    // The header states the size: a cut-off file is refused once its header is in.
+    ['a truncated file', () => serve(FILE.subarray(0, TOTAL - 1000)), 'size-mismatch'],
+    ['a file with trailing bytes', () => serve(new Uint8Array([...FILE, 1, 2, 3])), 'size-mismatch'],
     ['a wrong sha256 header', () => serve(FILE, tinyConfigText(), { 'x-content-sha256': 'ab'.repeat(32) }), 'hash-mismatch'],
     ['a wrong quoted x-linked-etag', () => serve(FILE, tinyConfigText(), { 'x-linked-etag': `"${'0'.repeat(64)}"` }), 'hash-mismatch'],
     ['a config whose n_embd disagrees', () => serve(FILE, configWith({ n_embd: 32 })), 'invalid-model'],
