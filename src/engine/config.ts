@@ -1,5 +1,5 @@
 import { WeightsError } from './errors.ts';
-import { displayValue } from './untrusted-text.ts';
+import { displayText, displayValue } from './untrusted-text.ts';
 
 /** The hyperparameters of a GPT-2 checkpoint, as named in Hugging Face's config.json. */
 export interface GPT2Config {
@@ -29,7 +29,7 @@ export function parseConfig(source: string | unknown): GPT2Config {
     try {
       raw = JSON.parse(source);
     } catch (e) {
-      throw new WeightsError('config', 'config.json', `not valid JSON (${(e as Error).message})`);
+      throw new WeightsError('config', 'config.json', `not valid JSON (${displayText((e as Error).message)})`);
     }
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

@@ -81,7 +81,7 @@ export function parseHeader(prefix: Uint8Array, fileSize: number | null): Safete
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
     json = JSON.parse(text);
   } catch (e) {
-    throw new WeightsError('header-json', '', `header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new WeightsError('header-json', '', `header is not valid UTF-8 JSON (${displayText((e as Error).message)})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new WeightsError('header-json', '', 'header is not a JSON object');
