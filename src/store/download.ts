@@ -7,7 +7,7 @@ import { fetchFailure, fetchOrFail, httpError, responseFacts } from './http.ts';
 import { randomId } from './ids.ts';
 import type { DownloadProgress } from './progress.ts';
 import { ProgressReporter } from './progress.ts';
-import { Sha256, toHex } from './sha256.ts';
+import { createSha256, toHex } from './sha256.ts';
 import type { StoreContext, Tx } from './tx.ts';
 import { fileChunks, runTx } from './tx.ts';
 import { checkConfig, checkHeader, checkModel, headerBytesNeeded } from './validate.ts';
@@ -85,7 +85,7 @@ export async function discardDownload(ctx: StoreContext, id: string): Promise<bo
 const normalizeSha = (s: string | undefined): string | null => s?.trim().toLowerCase() || null;
 
 class DownloadJob {
-  private hasher = new Sha256();
+  private hasher = createSha256();
   private headerChecked = false;
   private readonly signal: AbortSignal | undefined;
 
@@ -268,7 +268,7 @@ class DownloadJob {
   /** Drops every stored chunk and what was known about the file, keeping the record. */
   private async reset(): Promise<void> {
     await this.save({ bytesStored: 0, totalBytes: null, sha256: null, etag: null }, (tx) => tx.objectStore('chunks').delete(fileChunks(this.rec.fileId)));
-    this.hasher = new Sha256();
+    this.hasher = createSha256();
     this.headerChecked = false;
   }
 

@@ -3,7 +3,7 @@ import type { ChatTemplateId } from './catalog.ts';
 import type { ModelRecord } from './db.ts';
 import { cancelled } from './errors.ts';
 import { randomId } from './ids.ts';
-import { Sha256, toHex } from './sha256.ts';
+import { createSha256, toHex } from './sha256.ts';
 import type { StoreContext } from './tx.ts';
 import { fileChunks, runTx } from './tx.ts';
 import { checkModel } from './validate.ts';
@@ -55,7 +55,7 @@ export async function importModel(ctx: StoreContext, config: Blob, weights: Blob
 }
 
 async function copyChunks(ctx: StoreContext, fileId: string, name: string, weights: Blob, opts: ImportOptions): Promise<string> {
-  const hasher = new Sha256();
+  const hasher = createSha256();
   const { chunkBytes } = ctx;
   for (let at = 0, index = 0; at < weights.size; at += chunkBytes, index++) {
     if (opts.signal?.aborted) throw cancelled('The import was cancelled.');
