@@ -1,11 +1,22 @@
-// Model output as HTML, safe by construction: every character of the source is HTML-escaped
-// first, and only the tags this file writes itself (no attributes but a checked https link and a
-// code language class) can appear in the result. So a reply such as
-// `<img src=x onerror=alert(1)>` is shown as those characters and never becomes an element.
+import MarkdownIt from 'markdown-it';
+import type { MarkdownItOptions, Renderer, StateBlock, Token } from 'markdown-it';
+
+// Model output as HTML, safe by construction: markdown-it with raw HTML off escapes every
+// character of the source that is not Markdown syntax, so a reply such as
+// `<img src=x onerror=alert(1)>` is shown as those characters and never becomes an element. The
+// only tags are those of the Markdown below; the only attributes a checked http(s) link, a code
+// language class and an ordered list's start number.
 //
-// Supported: paragraphs with line breaks kept (verse!), # headings, > quotes, - / 1. lists,
-// ``` fenced code (an unclosed fence while streaming runs to the end), `code`, **bold**,
-// *italic* / _italic_, ~~strike~~, [links](https://…) and bare https:// URLs, --- rules.
+// CommonMark plus: line breaks kept (verse!), ~~strike~~, bare https:// URLs as links. An unclosed
+// ``` fence while streaming runs to the end. No images (they would load from anywhere), no tables.
+//
+// markdown-it parses nested blocks (quotes, lists) by recursion, one level per container, and
+// stops at `maxNesting`, dropping whatever is deeper; so a rule just above that depth shows the
+// rest of the container as plain text instead, and a reply of 20,000 `>` neither overflows the
+// stack nor loses its words. Inline nesting past the limit is kept as text by markdown-it itself.
+
+/** Containers deeper than this are shown as text; far below anything that strains the stack. */
+export const MAX_NESTING = 32;
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -14,113 +25,60 @@ export function escapeHtml(s: string): string {
 }
 
 /** Tags renderMarkdown may produce (the unit test checks every tag of its output against this). */
-export const ALLOWED_TAGS = new Set(['p', 'br', 'strong', 'em', 'del', 'code', 'pre', 'a', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'ul', 'ol', 'li', 'blockquote', 'hr']);
+export const ALLOWED_TAGS = new Set(['p', 'br', 'strong', 'em', 's', 'code', 'pre', 'a', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'ul', 'ol', 'li', 'blockquote', 'hr']);
 
-/** Inline markup on already-escaped text. */
-function inlineEscaped(escaped: string): string {
-  let s = escaped;
-  s = s.replace(/\*\*(?=\S)([\s\S]*?\S)\*\*/g, '<strong>$1</strong>');
-  s = s.replace(/~~(?=\S)([\s\S]*?\S)~~/g, '<del>$1</del>');
-  s = s.replace(/(^|[^\w*])\*(?=\S)([^*]*?\S)\*(?!\w)/g, '$1<em>$2</em>');
-  s = s.replace(/(^|[^\w])_(?=\S)([^_]*?\S)_(?!\w)/g, '$1<em>$2</em>');
-  return s;
-}
+const options: MarkdownItOptions = { html: false, xhtmlOut: false, breaks: true, linkify: true, typographer: false, maxNesting: MAX_NESTING };
+const md = new MarkdownIt('default', options);
+md.disable(['image', 'table']);
+// Only URLs written with their scheme become links: "example.com" in prose stays prose.
+md.linkify.set({ fuzzyLink: false, fuzzyEmail: false, fuzzyIP: false });
+// Absolute http(s) only: no javascript:, data:, vbscript:, file:, mailto: or relative links.
+md.validateLink = (url: string): boolean => /^https?:\/\/[^\s]/i.test(url);
 
-/** A link target we are willing to render: absolute http(s) only (no javascript:, data:, …). */
-function safeUrl(escapedUrl: string): string | null {
-  // The URL is already escaped: "&amp;" is a plain "&", and no quote or angle bracket is left raw.
-  // Quotes and angle brackets (escaped as entities) have no business in a link: refuse them.
-  return /^https?:\/\/(?:[^\s&]|&amp;)+$/i.test(escapedUrl) ? escapedUrl : null;
-}
+// `[text]()` and a refused destination still make a link, with an empty href: keep just the text.
+md.core.ruler.push('only_web_links', (state) => {
+  for (const block of state.tokens) {
+    if (block.type !== 'inline' || !block.children) continue;
+    let dropping = false;
+    block.children = block.children.filter((t) => {
+      if (t.type === 'link_open') dropping = !md.validateLink(String(t.attrGet('href') ?? ''));
+      else if (t.type !== 'link_close') return true;
+      const keep = !dropping;
+      if (t.type === 'link_close') dropping = false;
+      return keep;
+    });
+  }
+});
 
-const link = (href: string, text: string): string => `<a href="${href}" target="_blank" rel="noopener noreferrer nofollow">${text}</a>`;
+md.renderer.rules.link_open = (tokens: Token[], idx: number, opts: Required<MarkdownItOptions>, _env: unknown, self: Renderer): string => {
+  const t = tokens[idx];
+  t.attrs = [['href', t.attrGet('href') ?? ''], ['target', '_blank'], ['rel', 'noopener noreferrer nofollow']];
+  return self.renderToken(tokens, idx, opts);
+};
 
-/** One line (or paragraph) of inline Markdown to HTML. */
-export function renderInline(src: string): string {
-  // Code spans first: their content is literal.
-  const parts = src.split(/(`[^`\n]+`)/g);
-  return parts
-    .map((part, i) => {
-      if (i % 2 === 1) return `<code>${escapeHtml(part.slice(1, -1))}</code>`;
-      let e = escapeHtml(part);
-      const links: string[] = [];
-      // Hide links behind placeholders so emphasis rules do not reach into their URLs.
-      e = e.replace(/\[([^\]\n]+)\]\(([^)\s]+)\)/g, (whole, text: string, url: string) => {
-        const href = safeUrl(url);
-        if (href === null) return whole;
-        links.push(link(href, inlineEscaped(text)));
-        return `\u0000${links.length - 1}\u0000`;
-      });
-      e = e.replace(/(^|[\s(])(https?:\/\/(?:[^\s&]|&amp;)*[^\s&.,;:!?)])/gi, (_w, pre: string, url: string) => {
-        links.push(link(url, url));
-        return `${pre}\u0000${links.length - 1}\u0000`;
-      });
-      e = inlineEscaped(e);
-      return e.replace(/\u0000(\d+)\u0000/g, (_w, n: string) => links[Number(n)]);
-    })
-    .join('');
-}
+const renderFence = md.renderer.rules.fence!;
+md.renderer.rules.fence = (tokens, idx, opts, env, self) => {
+  // A language name is a word; anything else in the info string would end up in a class attribute.
+  const t = tokens[idx];
+  if (!/^[\w+-]*$/.test(t.info.trim().split(/\s+/)[0])) t.info = '';
+  return renderFence(tokens, idx, opts, env, self);
+};
+
+const DEEP = MAX_NESTING - 2;
+md.block.ruler.before('code', 'too_deep', (state: StateBlock, startLine: number, endLine: number): boolean => {
+  if (state.level < DEEP) return false;
+  const text = state.getLines(startLine, endLine, state.blkIndent, false).replace(/\n+$/, '');
+  state.push('paragraph_open', 'p', 1).map = [startLine, endLine];
+  const inline = state.push('inline', '', 0);
+  inline.content = text;
+  inline.map = [startLine, endLine];
+  inline.children = [];
+  state.push('paragraph_close', 'p', -1);
+  state.line = endLine;
+  return true;
+});
 
 /** Markdown to HTML; see the top of this file for what is supported and why it is safe. */
 export function renderMarkdown(src: string): string {
-  // A NUL could forge the link placeholders above.
-  const lines = src.replace(/\r\n?/g, '\n').replace(/\u0000/g, '\uFFFD').split('\n');
-  const out: string[] = [];
-  let para: string[] = [];
-  const flush = (): void => {
-    if (para.length > 0) out.push(`<p>${para.map(renderInline).join('<br>')}</p>`);
-    para = [];
-  };
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    const fence = /^\s*(```|~~~)\s*([\w+-]*)\s*$/.exec(line);
-    if (fence) {
-      flush();
-      const code: string[] = [];
-      i++;
-      while (i < lines.length && !new RegExp(`^\\s*${fence[1]}\\s*$`).test(lines[i])) code.push(lines[i++]);
-      const lang = fence[2] ? ` class="language-${fence[2]}"` : '';
-      out.push(`<pre><code${lang}>${escapeHtml(code.join('\n'))}</code></pre>`);
-      continue;
-    }
-    if (line.trim() === '') {
-      flush();
-      continue;
-    }
-    const heading = /^(#{1,6})\s+(.*)$/.exec(line);
-    if (heading) {
-      flush();
-      const n = heading[1].length;
-      out.push(`<h${n}>${renderInline(heading[2])}</h${n}>`);
-      continue;
-    }
-    if (/^\s*([-*_])(\s*\1){2,}\s*$/.test(line)) {
-      flush();
-      out.push('<hr>');
-      continue;
-    }
-    if (/^\s*>/.test(line)) {
-      flush();
-      const quoted: string[] = [];
-      while (i < lines.length && /^\s*>/.test(lines[i])) quoted.push(lines[i++].replace(/^\s*>\s?/, ''));
-      i--;
-      out.push(`<blockquote>${renderMarkdown(quoted.join('\n'))}</blockquote>`);
-      continue;
-    }
-    const bullet = /^\s*[-*+]\s+/;
-    const numbered = /^\s*\d{1,9}[.)]\s+/;
-    if (bullet.test(line) || numbered.test(line)) {
-      flush();
-      const re = bullet.test(line) ? bullet : numbered;
-      const tag = re === bullet ? 'ul' : 'ol';
-      const items: string[] = [];
-      while (i < lines.length && re.test(lines[i])) items.push(`<li>${renderInline(lines[i++].replace(re, ''))}</li>`);
-      i--;
-      out.push(`<${tag}>${items.join('')}</${tag}>`);
-      continue;
-    }
-    para.push(line);
-  }
-  flush();
-  return out.join('');
+  return md.render(src);
 }

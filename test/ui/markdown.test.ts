@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { ALLOWED_TAGS, escapeHtml, renderMarkdown } from '../../src/app/markdown.ts';
+import { ALLOWED_TAGS, escapeHtml, MAX_NESTING, renderMarkdown } from '../../src/app/markdown.ts';
 
 /** Every tag in the output, with its attributes: nothing outside the allowlist may appear. */
-function tags(html: string): Array<{ name: string; attrs: string }> {
-  return [...html.matchAll(/<\/?([a-zA-Z0-9]+)([^>]*)>/g)].map((m) => ({ name: m[1].toLowerCase(), attrs: m[2] }));
+function tags(html: string): Array<{ name: string; attrs: string; close: boolean }> {
+  return [...html.matchAll(/<(\/?)([a-zA-Z0-9]+)([^>]*)>/g)].map((m) => ({ name: m[2].toLowerCase(), attrs: m[3], close: m[1] === '/' }));
 }
 
 function assertSafe(html: string): void {
@@ -12,9 +12,12 @@ function assertSafe(html: string): void {
     // Attributes are only ever name="value" with no raw quote or bracket in the value.
     expect(t.attrs, `attributes of <${t.name}>`).toMatch(/^(\s+[a-z-]+="[^"<>]*")*$/);
     const attrs = [...t.attrs.matchAll(/\s([a-z-]+)="/g)].map((m) => m[1]);
-    for (const a of attrs) expect(['href', 'target', 'rel', 'class'], `attribute ${a} on <${t.name}>`).toContain(a);
+    for (const a of attrs) expect(['href', 'target', 'rel', 'class', 'start'], `attribute ${a} on <${t.name}>`).toContain(a);
     const href = /href="([^"]*)"/.exec(t.attrs);
     if (href) expect(href[1]).toMatch(/^https?:\/\//i);
+    if (t.name === 'a' && !t.close) expect(href, 'a link without href').not.toBeNull();
+    const start = /start="([^"]*)"/.exec(t.attrs);
+    if (start) expect(start[1]).toMatch(/^\d+$/);
   }
 }
 
@@ -37,12 +40,19 @@ const ATTACKS = [
   '# <style>body{display:none}</style>',
   '\u00000\u0000 <b>nul placeholder forgery</b>',
   '<<img src=x onerror=alert(1)>img src=x onerror=alert(1)>',
+  '![x](https://evil.example/track.png)',
+  '[x]()',
+  '[x](<javascript:alert(1)>)',
+  '[x](//evil.example/)',
+  '<https://example.com/"onmouseover="x>',
+  '&lt;img src=x onerror=alert(1)&gt; &#60;script&#62;',
+  '| a | b |\n|:-|-:|\n| <img src=x> | c |',
 ];
 
 describe('markdown sanitizer', () => {
   it('shows <img src=x onerror=alert(1)> as text, never as an element', () => {
     const html = renderMarkdown('Here: <img src=x onerror=alert(1)>');
-    expect(html).toBe('<p>Here: &lt;img src=x onerror=alert(1)&gt;</p>');
+    expect(html).toBe('<p>Here: &lt;img src=x onerror=alert(1)&gt;</p>\n');
     assertSafe(html);
   });
 
@@ -55,19 +65,27 @@ describe('markdown sanitizer', () => {
   }
 
   it('renders the supported subset', () => {
-    expect(renderMarkdown('**bold** and *it* and _it_ and `a<b`')).toBe('<p><strong>bold</strong> and <em>it</em> and <em>it</em> and <code>a&lt;b</code></p>');
-    expect(renderMarkdown('line one\nline two\n\nnext')).toBe('<p>line one<br>line two</p><p>next</p>');
-    expect(renderMarkdown('# Title\n- a\n- b\n1. c')).toBe('<h1>Title</h1><ul><li>a</li><li>b</li></ul><ol><li>c</li></ol>');
-    expect(renderMarkdown('```js\nlet a = 1 < 2;\n```')).toBe('<pre><code class="language-js">let a = 1 &lt; 2;</code></pre>');
-    expect(renderMarkdown('> quoted')).toBe('<blockquote><p>quoted</p></blockquote>');
+    expect(renderMarkdown('**bold** and *it* and _it_ and `a<b`')).toBe('<p><strong>bold</strong> and <em>it</em> and <em>it</em> and <code>a&lt;b</code></p>\n');
+    expect(renderMarkdown('line one\nline two\n\nnext')).toBe('<p>line one<br>\nline two</p>\n<p>next</p>\n');
+    expect(renderMarkdown('# Title\n- a\n- b\n1. c')).toBe('<h1>Title</h1>\n<ul>\n<li>a</li>\n<li>b</li>\n</ul>\n<ol>\n<li>c</li>\n</ol>\n');
+    expect(renderMarkdown('```js\nlet a = 1 < 2;\n```')).toBe('<pre><code class="language-js">let a = 1 &lt; 2;\n</code></pre>\n');
+    expect(renderMarkdown('> quoted')).toBe('<blockquote>\n<p>quoted</p>\n</blockquote>\n');
     expect(renderMarkdown('[HF](https://huggingface.co/gpt2?a=1&b=2)')).toBe(
-      '<p><a href="https://huggingface.co/gpt2?a=1&amp;b=2" target="_blank" rel="noopener noreferrer nofollow">HF</a></p>',
+      '<p><a href="https://huggingface.co/gpt2?a=1&amp;b=2" target="_blank" rel="noopener noreferrer nofollow">HF</a></p>\n',
     );
-    expect(renderMarkdown('snake_case_name stays')).toBe('<p>snake_case_name stays</p>');
+    expect(renderMarkdown('snake_case_name stays')).toBe('<p>snake_case_name stays</p>\n');
+    expect(renderMarkdown('~~gone~~ and 3. is prose')).toBe('<p><s>gone</s> and 3. is prose</p>\n');
+    expect(renderMarkdown('see https://example.com/x?a=1. or example.com')).toBe(
+      '<p>see <a href="https://example.com/x?a=1" target="_blank" rel="noopener noreferrer nofollow">https://example.com/x?a=1</a>. or example.com</p>\n',
+    );
+  });
+
+  it('drops links it will not follow but keeps their text', () => {
+    expect(renderMarkdown('[click](javascript:alert(1)) [empty]()')).toBe('<p>[click](javascript:alert(1)) empty</p>\n');
   });
 
   it('renders an unclosed fence (mid-stream) as code to the end', () => {
-    expect(renderMarkdown('```\nfoo <b>')).toBe('<pre><code>foo &lt;b&gt;</code></pre>');
+    expect(renderMarkdown('```\nfoo <b>')).toBe('<pre><code>foo &lt;b&gt;</code></pre>\n');
   });
 
   it('escapes all five HTML-special characters', () => {
@@ -85,6 +103,56 @@ describe('markdown sanitizer', () => {
       let s = '';
       for (let j = 0; j < 40; j++) s += alphabet[rand(alphabet.length)];
       assertSafe(renderMarkdown(s));
+    }
+  });
+});
+
+/** The deepest nesting of elements in `html` (which must be well formed). */
+function depth(html: string): number {
+  let d = 0;
+  let max = 0;
+  for (const m of html.matchAll(/<(\/?)([a-z0-9]+)[^>]*>/g)) {
+    if (m[2] === 'br' || m[2] === 'hr') continue;
+    d += m[1] ? -1 : 1;
+    max = Math.max(max, d);
+  }
+  expect(d).toBe(0);
+  return max;
+}
+
+const text = (html: string): string => html.replace(/<[^>]*>/g, '');
+
+describe('no input nests deep enough to overflow the stack, and no words are lost', () => {
+  // Without the nesting cap markdown-it recurses once per level: each of these overflowed.
+  it('20,000 quote markers', () => {
+    const html = renderMarkdown(`${'>'.repeat(20_000)} the last words`);
+    expect(depth(html)).toBeLessThanOrEqual(MAX_NESTING);
+    expect(text(html)).toContain('the last words');
+    expect(text(html).split('&gt;').length - 1 + depth(html) - 1).toBe(20_000);
+  });
+
+  it('20,000 list markers on one line, and 3,000 lines of ever deeper indentation', () => {
+    const flat = renderMarkdown(`${'- '.repeat(20_000)}the item`);
+    expect(depth(flat)).toBeLessThanOrEqual(MAX_NESTING);
+    expect(text(flat)).toContain('the item');
+    const deep = renderMarkdown(Array.from({ length: 3000 }, (_, i) => `${'  '.repeat(i)}- item ${i}`).join('\n'));
+    expect(depth(deep)).toBeLessThanOrEqual(MAX_NESTING);
+    expect(text(deep)).toContain('item 2999');
+    assertSafe(deep);
+  });
+
+  it('deep emphasis, brackets, links and code markers', () => {
+    for (const src of [
+      `${'*'.repeat(20_000)}a${'*'.repeat(20_000)}`,
+      `${'['.repeat(20_000)}a${']'.repeat(20_000)}`,
+      '[a]('.repeat(20_000),
+      `${'_'.repeat(10_000)}a${'_'.repeat(10_000)}`,
+      '> - *[`'.repeat(5_000),
+      '`'.repeat(20_000),
+    ]) {
+      const html = renderMarkdown(src);
+      assertSafe(html);
+      expect(text(html).length).toBeGreaterThan(0);
     }
   });
 });
