@@ -1,20 +1,94 @@
 import bpeRanks from 'gpt-tokenizer/bpeRanks/r50k_base';
-import { decode as bpeDecode, encode as bpeEncode } from 'gpt-tokenizer/encoding/r50k_base';
+import { encode as bpeEncode, setMergeCacheSize } from 'gpt-tokenizer/encoding/r50k_base';
 
 // GPT-2's byte-level BPE (tiktoken's r50k_base), shared by every GPT-2-family checkpoint.
+//
+// Bounded time and memory, whatever the text: BPE runs on the pieces of GPT-2's own pre-tokenizer
+// (words, numbers, punctuation runs, whitespace runs), and gpt-tokenizer's merge loop is quadratic
+// in a piece's length (and spreads its result as call arguments: a 130,000-space prompt overflowed
+// the stack; a 130 kB one-word prompt took 24 s). So the text is split here with GPT-2's pattern,
+// and each piece goes to gpt-tokenizer on its own, which gives exactly the ids of encoding the
+// text whole (a piece alone splits into itself). Runs of pieces cannot be passed instead: a chunk
+// ending in "\n\n" makes one piece of what, followed by "/", was two.
+//
+// BPE works on UTF-8 bytes, so a piece longer than MAX_PIECE_BYTES is cut into parts of at most
+// that many bytes (between characters) first. That is the one place where ids may differ from
+// unbounded BPE: near each cut of such a piece (a "word" of 257+ Latin letters or 86+ CJK
+// characters with no punctuation, a run of 257+ spaces or dashes), a merge across the cut cannot
+// happen. GPT-2's longest token has 66 bytes; the text always round-trips (decode(encode(s)) === s).
 
 export const END_OF_TEXT = 50256;
 export const END_OF_TEXT_STRING = '<|endoftext|>';
 
+/** Longest pre-tokenized piece handed to BPE whole, in UTF-8 bytes. */
+export const MAX_PIECE_BYTES = 256;
+
+/** GPT-2's pre-tokenizer (the r50k_base split pattern): every character falls in exactly one piece. */
+export const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+
 /** Plain text only: a literal "<|endoftext|>" typed by a user is text, not the control token. */
 const PLAIN = { disallowedSpecial: new Set<string>() };
 
-export function encode(text: string): number[] {
-  return bpeEncode(text, PLAIN);
+// gpt-tokenizer caches the merges of every piece it has seen (100,000 by default); pieces are at
+// most MAX_PIECE_BYTES long, so this bounds the cache to a few megabytes.
+setMergeCacheSize(10_000);
+
+/** The strings encode() hands to gpt-tokenizer, in order; their concatenation is `text`. */
+export function* bpeInputs(text: string): Generator<string> {
+  for (const [piece] of text.matchAll(GPT2_SPLIT)) {
+    // A UTF-16 unit is at most 3 UTF-8 bytes: only long-looking pieces need counting.
+    if (piece.length * 3 <= MAX_PIECE_BYTES) yield piece;
+    else yield* cut(piece);
+  }
 }
 
+/** `piece` in parts of at most MAX_PIECE_BYTES UTF-8 bytes, cut between characters. */
+function* cut(piece: string): Generator<string> {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < piece.length; ) {
+    const cp = piece.codePointAt(i)!;
+    const units = cp > 0xffff ? 2 : 1;
+    const size = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes + size > MAX_PIECE_BYTES) {
+      yield piece.slice(start, i);
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+    i += units;
+  }
+  yield piece.slice(start);
+}
+
+export function encode(text: string): number[] {
+  const ids: number[] = [];
+  for (const piece of bpeInputs(text)) {
+    for (const id of bpeEncode(piece, PLAIN)) ids.push(id);
+  }
+  return ids;
+}
+
+/**
+ * The text of `ids` (bytes that do not form whole characters become U+FFFD). Linear in the
+ * number of ids: gpt-tokenizer's decode copies its byte buffer once per token that is not whole
+ * UTF-8, which is quadratic on text such as a long run of emoji.
+ */
 export function decode(ids: Iterable<number>): string {
-  return bpeDecode(ids);
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  for (const id of ids) {
+    const b = bytesOf(id);
+    parts.push(b);
+    length += b.length;
+  }
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const b of parts) {
+    bytes.set(b, at);
+    at += b.length;
+  }
+  return new TextDecoder('utf-8').decode(bytes);
 }
 
 let tokenBytes: Uint8Array[] | null = null;

@@ -33,6 +33,13 @@ describe('npm run generate', () => {
     expect(cli('--model', TINY, '--prompt', 'hello my name is\n', '--max-tokens', '5', '--seed', '4', '--workers', '0').stdout).toBe(r.stdout);
   });
 
+  it('takes a 130,000-character prompt of spaces (it overflowed the stack in the tokenizer)', () => {
+    const r = cli('--model', TINY, '--prompt', ' '.repeat(130_000), '--max-tokens', '2', '--greedy', '--workers', '0');
+    expect(r.stderr).not.toMatch(/call stack/);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/kept its last \d+ tokens, dropped \d+/);
+  });
+
   it.each([
     [['--prompt', 'x'], /--model DIR is required/],
     [['--model', TINY], /exactly one of --prompt/],

@@ -1,5 +1,9 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encode as unbounded } from 'gpt-tokenizer/encoding/r50k_base';
 import { describe, expect, it } from 'vitest';
-import { bytesOf, decode, encode, END_OF_TEXT, StreamingDetokenizer } from '../../src/engine/tokenizer.ts';
+import { bpeInputs, bytesOf, decode, encode, END_OF_TEXT, GPT2_SPLIT, MAX_PIECE_BYTES, StreamingDetokenizer } from '../../src/engine/tokenizer.ts';
+import { ROOT } from '../helpers/fixtures.ts';
 
 describe('GPT-2 byte-level BPE (r50k_base)', () => {
   it('tokenizes the seed example', () => {
@@ -11,6 +15,68 @@ describe('GPT-2 byte-level BPE (r50k_base)', () => {
     const ids = encode('a <|endoftext|> b');
     expect(ids).not.toContain(END_OF_TEXT);
     expect(decode(ids)).toBe('a <|endoftext|> b');
+  });
+});
+
+/** Encoding with gpt-tokenizer in one call, as before chunking (unbounded in time and stack). */
+const whole = (text: string): number[] => unbounded(text, { disallowedSpecial: new Set() });
+
+/** Text of every kind the app sees: prose, verse, code with indentation, markup, many scripts. */
+function normalText(): string {
+  const files = [join(ROOT, 'README.md'), ...readdirSync(join(ROOT, 'src/engine')).map((f) => join(ROOT, 'src/engine', f))];
+  const sample =
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n\nI'm sure you'll say it's fine, we've done it, they're here, he'd go.\n" +
+    'Numbers 3.14159, 1,000,000 and 2024-06-01; emoji 😀👍🏽🎉, 日本語のテキスト, Ελληνικά, العربية, עברית, हिन्दी.\n' +
+    `\t\tTabs,   runs  of   spaces,\r\nCRLF, ${'x'.repeat(MAX_PIECE_BYTES - 1)} and ${'日'.repeat(85)}, and ${'-'.repeat(80)} and <|endoftext|>.\n`;
+  return [sample, ...files.filter((f) => f.endsWith('.ts') || f.endsWith('.md')).map((f) => readFileSync(f, 'utf8'))].join('\n');
+}
+
+describe('tokenizing in bounded pieces', () => {
+  it('gives the same ids as encoding whole, on normal text', () => {
+    const text = normalText();
+    expect(text.length).toBeGreaterThan(100_000);
+    expect(encode(text)).toEqual(whole(text));
+    expect(encode('hello my name is\n')).toEqual([31373, 616, 1438, 318, 198]);
+  });
+
+  it('gives the same ids where a piece depends on the next character', () => {
+    // `\s+(?!\S)` splits "\n\n/" into "\n", "\n", "/": encoding "}\n\n" apart from "/**" would not.
+    for (const text of ['}\n\n/**', "a  \t b's  'll\n \n", '   x', 'x   ']) expect(encode(text), JSON.stringify(text)).toEqual(whole(text));
+    // Also just before a piece long enough to be cut.
+    expect(encode(`x\n\n${'A'.repeat(300)}`).slice(0, 3)).toEqual(whole('x\n\nA').slice(0, 3));
+  });
+
+  it.each([
+    ['130,000 spaces', ' '.repeat(130_000)],
+    ['a 130 kB one-word prompt', 'a'.repeat(130_000)],
+    ['a long word of varied letters', 'abcdefghijklmnopqrstuvwxyz'.repeat(5000)],
+    ['130,000 dashes', '-'.repeat(130_000)],
+    ['30,000 emoji (surrogate pairs)', '😀'.repeat(30_000)],
+    ['40,000 CJK characters', '日本語'.repeat(13_333)],
+    ['100,000 newlines', '\n'.repeat(100_000)],
+  ])('%s: bounded pieces, bounded BPE work, and the text round-trips', (_, text) => {
+    const inputs = [...bpeInputs(text)];
+    expect(inputs.join('')).toBe(text);
+    const utf8 = new TextEncoder();
+    let work = 0;
+    for (const input of inputs) {
+      const bytes = utf8.encode(input).length;
+      expect(bytes).toBeLessThanOrEqual(MAX_PIECE_BYTES);
+      // What gpt-tokenizer does with it: split it again (into itself), then merge byte pairs.
+      expect([...input.matchAll(GPT2_SPLIT)].map((m) => m[0])).toEqual([input]);
+      work += bytes ** 2; // the merge loop's cost on one piece
+      expect(input).not.toMatch(/^[\udc00-\udfff]|[\ud800-\udbff]$/);
+    }
+    expect(work).toBeLessThanOrEqual(utf8.encode(text).length * MAX_PIECE_BYTES);
+    const ids = encode(text);
+    expect(decode(ids)).toBe(text);
+  });
+
+  it('documents the one difference: a piece longer than MAX_PIECE_BYTES is encoded as its parts', () => {
+    const word = ' ' + 'qz'.repeat(MAX_PIECE_BYTES); // one pre-tokenizer piece of 513 bytes
+    const parts = [word.slice(0, MAX_PIECE_BYTES), word.slice(MAX_PIECE_BYTES, 2 * MAX_PIECE_BYTES), word.slice(2 * MAX_PIECE_BYTES)];
+    expect(encode(word)).toEqual(parts.flatMap(whole));
+    expect(decode(encode(word))).toBe(word);
   });
 });
 

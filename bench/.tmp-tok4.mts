@@ -1,0 +1,12 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encode as unbounded, decode } from 'gpt-tokenizer/encoding/r50k_base';
+import { bpeInputs, encode, GPT2_SPLIT } from '../src/engine/tokenizer.ts';
+const whole = (t: string) => unbounded(t, { disallowedSpecial: new Set() });
+const files = ['README.md', ...readdirSync('src/engine').map((f) => join('src/engine', f))].filter((f) => f.endsWith('.ts') || f.endsWith('.md'));
+const t = files.map((f) => readFileSync(f, 'utf8')).join('\n');
+const a = encode(t), b = whole(t);
+const i = a.findIndex((x, k) => x !== b[k]);
+console.log(i, JSON.stringify(decode(b.slice(i - 3, i + 3))), a.slice(i - 2, i + 3), b.slice(i - 2, i + 3));
+const pieces = [...t.matchAll(GPT2_SPLIT)].map(m => m[0]);
+console.log('max piece', Math.max(...pieces.map(p => p.length)), pieces.filter(p => p.length > 256).map(p => JSON.stringify(p.slice(0, 40))));
