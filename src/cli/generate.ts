@@ -66,6 +66,14 @@ function readRequest(argv: string[]): Request {
   };
 }
 
+const tokens = (n: number): string => `${n} token${n === 1 ? '' : 's'}`;
+
+function truncationNote(dropped: number, kept: number, window: number): string {
+  // The last kept token's logits give one reply token even when the window is then full.
+  return `note: the prompt is longer than the model's ${tokens(window)} window; kept its last ${tokens(kept)}, dropped ${dropped}, ` +
+    `which leaves room for a reply of at most ${tokens(window - kept + 1)}\n`;
+}
+
 async function run(req: Request): Promise<void> {
   const decoder: Decoder = await openDecoder(req.model, req.workers);
   const controller = new AbortController();
@@ -80,7 +88,7 @@ async function run(req: Request): Promise<void> {
       sampler: req.sampler,
       signal: controller.signal,
       topLogits: req.json ? 5 : 0,
-      onPromptTruncated: (dropped, kept) => stderr.write(`note: the prompt is longer than the ${decoder.config.nPositions}-token window; kept its last ${kept} tokens, dropped ${dropped}\n`),
+      onPromptTruncated: (dropped, kept) => stderr.write(truncationNote(dropped, kept, decoder.config.nPositions)),
     });
     let r = await stream.next();
     while (!r.done) {

@@ -110,11 +110,15 @@ export class Session {
   }
 }
 
-/** How many prompt tokens to keep: the most recent ones, leaving room for part of the reply. */
+/**
+ * How many prompt tokens to keep: the most recent ones, leaving room for part of the reply, and
+ * never none: the last token's logits give the first reply token even when nothing else fits
+ * (a window of one token keeps one and answers with one).
+ */
 export function fitPrompt(promptLength: number, window: number, maxTokens: number): number {
   if (promptLength < window) return promptLength;
   const reserve = Math.max(1, Math.min(maxTokens, window >> 2));
-  return window - reserve;
+  return Math.max(1, window - reserve);
 }
 
 /** Holds back text that might be the start of a stop sequence. */

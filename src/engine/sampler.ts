@@ -1,7 +1,7 @@
 import { Prng } from './prng.ts';
 
 export interface SamplerOptions {
-  /** 0 = greedy (argmax); otherwise logits are divided by it. */
+  /** 0 = greedy (argmax); otherwise logits are divided by it (one too small to sample from acts as greedy). */
   temperature: number;
   /** Keep only the k most likely tokens; 0 = off. */
   topK: number;
@@ -56,11 +56,18 @@ export class Sampler {
     work.set(logits);
     if (o.repetitionPenalty !== 1) this.penalize(context);
     let id: number;
-    if (o.temperature === 0) {
-      id = argmax(work, V);
+    const best = argmax(work, V);
+    const inv = 1 / o.temperature;
+    if (!Number.isFinite(inv)) {
+      // Temperature 0, or one so small that 1/T overflows: greedy.
+      id = best;
     } else {
-      const inv = 1 / o.temperature;
-      for (let i = 0; i < V; i++) work[i] *= inv;
+      // Scale the differences to the best logit, never the logits themselves: logit/1e-300
+      // overflows float32 to ±Infinity (and Infinity − Infinity is NaN, which sampled token 0);
+      // a difference only goes to −Infinity, a probability of exactly 0. A temperature that
+      // small leaves the best token alone: it acts as greedy.
+      const max = work[best];
+      for (let i = 0; i < V; i++) work[i] = (work[i] - max) * inv;
       id = this.draw();
     }
     return { id, logprob: logSoftmaxAt(logits, V, id) };

@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readFixture, ROOT, TINY } from '../helpers/fixtures.ts';
+import { tinyWithWindow } from '../helpers/model-bytes.ts';
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/generate.ts'), ...args], { cwd: ROOT, encoding: 'utf8' });
@@ -38,6 +41,22 @@ describe('npm run generate', () => {
     expect(r.stderr).not.toMatch(/call stack/);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/kept its last \d+ tokens, dropped \d+/);
+  });
+
+  it('a model with a one-token window answers with one token and says why (it said "kept its last 0 tokens", then "the prompt is empty")', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'one-window-'));
+    try {
+      const { configText, bytes } = tinyWithWindow(1);
+      await writeFile(join(dir, 'config.json'), configText);
+      await writeFile(join(dir, 'model.safetensors'), bytes);
+      const r = cli('--model', dir, '--prompt', 'hello my name is', '--max-tokens', '5', '--greedy', '--workers', '0');
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain("note: the prompt is longer than the model's 1 token window; kept its last 1 token, dropped 3, which leaves room for a reply of at most 1 token");
+      expect(r.stderr).toMatch(/\[1 tokens? .* stop: context-full\]/);
+      expect(r.stderr).not.toMatch(/empty/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([

@@ -3,7 +3,12 @@ import type { GeneratedToken, GenerateOptions, GenerationSummary } from '../../s
 import { fitPrompt, generate, Session } from '../../src/engine/generate.ts';
 import { GREEDY } from '../../src/engine/sampler.ts';
 import { decode, encode } from '../../src/engine/tokenizer.ts';
+import { parseConfig } from '../../src/engine/config.ts';
+import { createReferenceDecoder } from '../../src/engine/reference.ts';
+import { planShards } from '../../src/engine/shard-plan.ts';
+import { loadWeights } from '../../src/engine/weights.ts';
 import { readFixture, referenceDecoder, relativeError } from '../helpers/fixtures.ts';
+import { memorySource, tinyWithWindow } from '../helpers/model-bytes.ts';
 
 async function run(session: Session, prompt: readonly number[], options: GenerateOptions): Promise<{ tokens: GeneratedToken[]; summary: GenerationSummary }> {
   const tokens: GeneratedToken[] = [];
@@ -66,6 +71,24 @@ describe('generation', async () => {
     expect(summary.droppedTokens).toBe(300 - kept);
     const fresh = await run(new Session(await referenceDecoder()), prompt.slice(300 - kept), { maxTokens: 4, sampler: GREEDY, eosTokenId: null });
     expect(tokens.map((t) => t.id)).toEqual(fresh.tokens.map((t) => t.id));
+  });
+
+  it('keeps at least the last prompt token, however small the window', () => {
+    expect(fitPrompt(5, 1, 64)).toBe(1);
+    expect(fitPrompt(1, 1, 64)).toBe(1);
+    expect(fitPrompt(9, 2, 64)).toBe(1);
+    expect(fitPrompt(300, 128, 4)).toBe(124);
+  });
+
+  it('a model whose window is one token still answers a prompt with one token (it said "the prompt is empty")', async () => {
+    const { configText, bytes } = tinyWithWindow(1);
+    const config = parseConfig(configText);
+    const one = new Session(createReferenceDecoder(await loadWeights(config, memorySource(bytes), planShards(config, 1))));
+    let told: [number, number] | null = null;
+    const { tokens, summary } = await run(one, hello.prompt_ids, { maxTokens: 8, sampler: GREEDY, eosTokenId: null, onPromptTruncated: (d, k) => (told = [d, k]) });
+    expect(told).toEqual([hello.prompt_ids.length - 1, 1]);
+    expect(tokens).toHaveLength(1);
+    expect(summary).toMatchObject({ stopReason: 'context-full', promptTokens: 1, generatedTokens: 1 });
   });
 
   it('an AbortSignal stops the reply between tokens', async () => {

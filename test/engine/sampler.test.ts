@@ -39,6 +39,21 @@ describe('sampler', () => {
     expect([...c.keys()].every((id) => [0, 7, 14, 21].includes(id))).toBe(true);
   });
 
+  it('a temperature too small to sample from acts as greedy (1e-300 sampled token 0)', () => {
+    // Logits of both signs, as a real model's are: logit / 1e-300 overflows float32 to ±Infinity.
+    const real = new Float32Array(V).map((_, i) => 2 + 10 * Math.sin(i * 12.9898) + (i === 613 ? 40 : 0));
+    const best = argmax(real, V);
+    expect(best).toBe(613);
+    for (const temperature of [1e-300, 5e-324, 1e-45, 1e-38, 1e-20, 1e-6]) {
+      const s = new Sampler(V, opts({ temperature, seed: 11, topK: 40, topP: 0.95 }));
+      const plain = new Sampler(V, opts({ temperature, seed: 12 }));
+      for (let k = 0; k < 20; k++) {
+        expect(s.sample(real, []).id, `temperature ${temperature}`).toBe(best);
+        expect(plain.sample(real, []).id, `temperature ${temperature}`).toBe(best);
+      }
+    }
+  });
+
   it('a low temperature sharpens, a high one flattens', () => {
     const cold = counts(draw(new Sampler(V, opts({ temperature: 0.25 })), logits, 5000));
     const hot = counts(draw(new Sampler(V, opts({ temperature: 4 })), logits, 5000));

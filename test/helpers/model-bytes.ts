@@ -42,4 +42,13 @@ export function withHeader(edit: (header: Record<string, { dtype: string; shape:
   return out;
 }
 
+/** The tiny model cut to a window of `positions` tokens: its config and its weights. */
+export function tinyWithWindow(positions: number): { configText: string; bytes: Uint8Array } {
+  const tensors = tinyTensors()
+    .filter((t) => !t.name.endsWith('.attn.bias'))
+    .map((t) => (t.name === 'wpe.weight' ? { ...t, shape: [positions, t.shape[1]], data: t.data.slice(0, positions * t.shape[1]) } : t));
+  const configText = JSON.stringify({ ...JSON.parse(tinyConfigText()), n_positions: positions, n_ctx: positions });
+  return { configText, bytes: encodeSafetensors(tensors) };
+}
+
 export { encodeSafetensors };
