@@ -13,6 +13,12 @@ export interface GPT2Config {
   eosTokenId: number;
 }
 
+/**
+ * Largest config.json accepted: a GPT-2 config is under a kilobyte, and Hugging Face's with every
+ * extra field a few kilobytes. A bound, so an endless or huge file is refused, not read.
+ */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 function positiveInt(raw: Record<string, unknown>, field: string, max: number, fallback?: string): number {
   let v = raw[field];
   if (v === undefined && fallback !== undefined) v = raw[fallback];
@@ -25,6 +31,9 @@ function positiveInt(raw: Record<string, unknown>, field: string, max: number, f
 /** Validates a parsed or textual config.json. Unknown fields are ignored, as HF configs carry many. */
 export function parseConfig(source: string | unknown): GPT2Config {
   let raw: unknown = source;
+  if (typeof source === 'string' && source.length > MAX_CONFIG_BYTES) {
+    throw new WeightsError('config', 'config.json', `is ${source.length} characters long; a GPT-2 config.json is a few hundred (limit ${MAX_CONFIG_BYTES})`);
+  }
   if (typeof source === 'string') {
     try {
       raw = JSON.parse(source);
