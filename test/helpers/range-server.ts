@@ -4,7 +4,9 @@ import type { AddressInfo, Socket } from 'node:net';
 
 // A static file server on 127.0.0.1 (random port) with single-range `Range: bytes=a-[b]` support,
 // and switches to misbehave: ignore Range, drop the connection after N body bytes, or stall after
-// N bytes until released. Files and extra headers can be changed between requests.
+// N bytes until released; and per-path answers of hostile servers: an endless body without
+// Content-Length, a redirect, an error status, silence. Files and extra headers can be changed
+// between requests. With `cors` on, a page of another origin may read it (the browser tests).
 
 export interface LoggedRequest {
   method: string;
@@ -12,6 +14,15 @@ export interface LoggedRequest {
   range: string | null;
   status: number;
 }
+
+/** What a path answers instead of its file. */
+export type Special =
+  /** 200 with no Content-Length: `prefix`, then filler bytes until the client hangs up. */
+  | { kind: 'endless'; prefix: Uint8Array }
+  | { kind: 'redirect'; to: string }
+  | { kind: 'status'; status: number; statusText?: string }
+  /** Accepts the request and never answers. */
+  | { kind: 'silent' };
 
 export interface RangeServer {
   /** http://127.0.0.1:port, no trailing slash. */
@@ -22,6 +33,14 @@ export interface RangeServer {
   readonly requests: LoggedRequest[];
   /** Answer every request with 200 and the whole file, as some servers do. */
   ignoreRange: boolean;
+  /** Send CORS headers and answer preflights, so a page on another origin can download. */
+  cors: boolean;
+  /** Hostile answers by path. */
+  readonly special: Map<string, Special>;
+  /** Body bytes sent per path (endless bodies included). */
+  readonly sent: Map<string, number>;
+  /** Resolves when the response to `path` ends because the client went away. */
+  hungUp(path: string): Promise<void>;
   /** Destroy the socket after this many body bytes of the next response for `path`. */
   dropNext(path: string, afterBytes: number): void;
   /** Send this many body bytes of the next response for `path`, then hold until `release()`. */
@@ -70,13 +89,39 @@ export async function startRangeServer(): Promise<RangeServer> {
   let onStalled: () => void = () => undefined;
   let stalled = new Promise<void>((r) => (onStalled = r));
 
-  const state = { ignoreRange: false };
+  const state = { ignoreRange: false, cors: false };
+  const special = new Map<string, Special>();
+  const sent = new Map<string, number>();
+  const hangups = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+  const hangup = (path: string): { promise: Promise<void>; resolve: () => void } => {
+    let h = hangups.get(path);
+    if (!h) {
+      let resolve: () => void = () => undefined;
+      const promise = new Promise<void>((r) => (resolve = r));
+      h = { promise, resolve };
+      hangups.set(path, h);
+    }
+    return h;
+  };
+  const count = (path: string, n: number): void => {
+    sent.set(path, (sent.get(path) ?? 0) + n);
+  };
 
-  async function body(res: ServerResponse, bytes: Uint8Array, t: Trap | null): Promise<void> {
+  async function endless(res: ServerResponse, path: string, prefix: Uint8Array): Promise<void> {
+    const filler = new Uint8Array(PIECE).fill(0x41);
+    for (let at = 0; !res.destroyed; at += PIECE) {
+      const piece = at < prefix.length ? prefix.subarray(at, Math.min(prefix.length, at + PIECE)) : filler;
+      count(path, piece.length);
+      if (!res.write(piece)) await drained(res);
+    }
+  }
+
+  async function body(res: ServerResponse, path: string, bytes: Uint8Array, t: Trap | null): Promise<void> {
     const limit = t ? Math.min(t.after, bytes.length) : bytes.length;
     for (let p = 0; p < limit; p += PIECE) {
       if (res.destroyed) return; // the client went away
       const piece = bytes.subarray(p, Math.min(limit, p + PIECE));
+      count(path, piece.length);
       if (!res.write(piece)) await drained(res);
     }
     if (res.destroyed) return;
@@ -89,7 +134,7 @@ export async function startRangeServer(): Promise<RangeServer> {
     if (t?.kind === 'stall') {
       onStalled();
       await released;
-      return body(res, bytes.subarray(limit), null);
+      return body(res, path, bytes.subarray(limit), null);
     }
     res.end();
   }
@@ -98,12 +143,46 @@ export async function startRangeServer(): Promise<RangeServer> {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const file = files.get(path);
     res.on('error', () => undefined); // a client that hangs up is part of the tests
+    res.on('close', () => {
+      if (!res.writableFinished) hangup(path).resolve();
+    });
     const log: LoggedRequest = { method: req.method ?? '', path, range: req.headers.range ?? null, status: 0 };
     requests.push(log);
-    const reply = (status: number, extra: Record<string, string | number> = {}): void => {
+    const cors: Record<string, string> = state.cors
+      ? {
+          'access-control-allow-origin': '*',
+          'access-control-expose-headers': 'content-range, content-length, etag, x-content-sha256, x-linked-etag, x-linked-size',
+        }
+      : {};
+    const reply = (status: number, extra: Record<string, string | number> = {}, statusText?: string): void => {
       log.status = status;
-      res.writeHead(status, { 'accept-ranges': 'bytes', ...headers.get(path), ...extra });
+      const all = { 'accept-ranges': 'bytes', ...cors, ...headers.get(path), ...extra };
+      if (statusText) res.writeHead(status, statusText, all);
+      else res.writeHead(status, all);
     };
+    if (req.method === 'OPTIONS' && state.cors) {
+      reply(204, { 'access-control-allow-headers': 'range', 'access-control-allow-methods': 'GET, HEAD', 'access-control-max-age': '600' });
+      res.end();
+      return;
+    }
+    const odd = special.get(path);
+    if (odd?.kind === 'silent') return;
+    if (odd?.kind === 'redirect') {
+      reply(302, { location: odd.to, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    if (odd?.kind === 'status') {
+      reply(odd.status, { 'content-length': 0 }, odd.statusText);
+      res.end();
+      return;
+    }
+    if (odd?.kind === 'endless') {
+      reply(200, { 'content-type': 'application/octet-stream' });
+      if (req.method !== 'HEAD') void endless(res, path, odd.prefix);
+      else res.end();
+      return;
+    }
     if (!file) {
       reply(404);
       res.end();
@@ -125,7 +204,7 @@ export async function startRangeServer(): Promise<RangeServer> {
     }
     const t = trap?.path === path ? trap : null;
     if (t) trap = null;
-    void body(res, part, t);
+    void body(res, path, part, t);
   }
 
   const server = createServer(handle);
@@ -147,6 +226,15 @@ export async function startRangeServer(): Promise<RangeServer> {
     set ignoreRange(v: boolean) {
       state.ignoreRange = v;
     },
+    get cors() {
+      return state.cors;
+    },
+    set cors(v: boolean) {
+      state.cors = v;
+    },
+    special,
+    sent,
+    hungUp: (path) => hangup(path).promise,
     dropNext: (path, after) => (trap = { path, after, kind: 'drop' }),
     stallNext(path, after) {
       trap = { path, after, kind: 'stall' };
