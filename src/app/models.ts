@@ -45,7 +45,7 @@ const CURRENT_KEY = 'gpt2-chat:current-model';
 
 export function formatBytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '?';
-  if (n < 1e3) return `${n} B`;
+  if (n < 1e3) return `${Math.round(n)} B`;
   const units = ['kB', 'MB', 'GB', 'TB'];
   let v = n;
   let i = -1;
