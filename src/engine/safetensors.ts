@@ -250,6 +250,23 @@ export function isFloatDtype(d: string): d is FloatDtype {
   return FLOAT_DTYPES.has(d);
 }
 
+/**
+ * Index of the first NaN or infinite element among the whole elements of `bytes` (raw
+ * little-endian `dtype` values), or -1. Reads the exponent bits only: all ones means NaN or ±∞.
+ */
+export function firstNonFinite(dtype: FloatDtype, bytes: Uint8Array): number {
+  if (dtype === 'F16') {
+    for (let i = 1; i < bytes.length; i += 2) if ((bytes[i] & 0x7c) === 0x7c) return i >> 1;
+    return -1;
+  }
+  // float32 and bfloat16 share the exponent's place in their top two bytes.
+  const width = dtype === 'F32' ? 4 : 2;
+  for (let i = width - 1; i < bytes.length; i += width) {
+    if ((bytes[i] & 0x7f) === 0x7f && (bytes[i - 1] & 0x80) !== 0) return (i - width + 1) / width;
+  }
+  return -1;
+}
+
 const f16Table = buildF16Table();
 
 // 65536 entries: one lookup per half beats bit-twiddling in a hot loader loop.

@@ -2,20 +2,27 @@ import type { ByteSource } from '../engine/weights.ts';
 import { chunkSource } from './chunks.ts';
 import type { DownloadRecord, DownloadTarget, ModelRecord } from './db.ts';
 import { StoreError, cancelled } from './errors.ts';
+import { FileCheck } from './file-check.ts';
 import type { ResponseFacts } from './http.ts';
-import { fetchFailure, fetchOrFail, httpError, responseFacts } from './http.ts';
+import { droppedConnection, fetchOrFail, httpError, responseFacts, Stall } from './http.ts';
 import { randomId } from './ids.ts';
 import type { DownloadProgress } from './progress.ts';
 import { ProgressReporter } from './progress.ts';
 import { createSha256, toHex } from './sha256.ts';
 import type { StoreContext, Tx } from './tx.ts';
 import { fileChunks, runTx } from './tx.ts';
-import { checkConfig, checkHeader, checkModel, headerBytesNeeded } from './validate.ts';
+import { checkConfig, checkModel, MAX_CONFIG_BYTES } from './validate.ts';
 
 // Streams model.safetensors into IndexedDB chunk by chunk. Only whole chunks are committed, each
 // in one transaction with the download record's byte count, so an interrupted download (closed
-// tab, dropped connection, cancel, full disk) always resumes from a consistent chunk boundary.
-// A file that fails a check (size, sha256, parser) is discarded; nothing else is ever touched.
+// tab, dropped connection, stall, cancel, full disk) always resumes from a consistent chunk
+// boundary. A file that fails a check (size, sha256, parser, a NaN value) is discarded; nothing
+// else is ever touched.
+//
+// Every input is bounded. config.json is read up to MAX_CONFIG_BYTES. The weights stop at the
+// size the safetensors header states (8 + header length + the end of the last tensor's data) as
+// soon as the header is in, whatever the server sends after it; before that, at the size the
+// server announces and at twice the catalog's figure. No byte for `stallMs` is a 'stalled' error.
 
 export type { DownloadTarget } from './db.ts';
 
@@ -29,26 +36,64 @@ export interface DownloadOptions {
 /** Failures that condemn the file itself: resuming would only fetch the same bad bytes. */
 const FATAL = new Set(['size-mismatch', 'hash-mismatch', 'invalid-model']);
 
-/** Downloads (or resumes) a model; resolves with the stored model, at once if already stored. */
-export async function downloadModel(ctx: StoreContext, target: DownloadTarget, opts: DownloadOptions = {}): Promise<ModelRecord> {
+/**
+ * Downloads (or resumes) a model; resolves with the stored model, at once if already stored.
+ * `maxBytes`: a bound on the file's size from elsewhere (the catalog), or null.
+ */
+export async function downloadModel(ctx: StoreContext, target: DownloadTarget, opts: DownloadOptions = {}, maxBytes: number | null = null): Promise<ModelRecord> {
   const stored = await runTx(ctx, ['models'], 'readonly', (tx) => tx.store.get(target.id));
   if (stored) return stored;
   const report = new ProgressReporter(target.id, opts.onProgress, ctx.now);
   const pending = await runTx(ctx, ['downloads'], 'readonly', (tx) => tx.store.get(target.id));
   const rec = pending ? { ...pending, configUrl: target.configUrl, weightsUrl: target.weightsUrl } : await begin(ctx, target, opts, report);
-  return new DownloadJob(ctx, rec, opts, report).run();
+  return new DownloadJob(ctx, rec, opts, report, maxBytes).run();
+}
+
+/** Reads a response body as text, refusing more than `max` bytes; guarded against stalls. */
+async function boundedText(res: Response, max: number, url: string, stall: Stall): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  try {
+    for (;;) {
+      const r = await stall.guard(reader.read()).catch((e: unknown) => {
+        throw stall.signal.aborted ? stall.reason(url) : droppedConnection(e, url, length);
+      });
+      if (r.done) break;
+      length += r.value.length;
+      if (length > max) {
+        throw new StoreError('invalid-model', `Not a usable GPT-2 model: ${url} is larger than ${max} bytes; a GPT-2 config.json has a few hundred.`);
+      }
+      parts.push(r.value);
+    }
+  } catch (e) {
+    reader.cancel().catch(() => undefined);
+    throw e;
+  }
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /** Fetches and checks config.json, then records the download; nothing is stored if the config is bad. */
 async function begin(ctx: StoreContext, target: DownloadTarget, opts: DownloadOptions, report: ProgressReporter): Promise<DownloadRecord> {
   report.phase('config', 0, null);
-  const res = await fetchOrFail(ctx.fetch, target.configUrl, { signal: opts.signal });
-  if (!res.ok) throw httpError(res);
+  const stall = new Stall(ctx.stallMs, opts.signal);
   let configText: string;
   try {
-    configText = await res.text();
-  } catch (e) {
-    throw fetchFailure(e, opts.signal, target.configUrl);
+    const res = await fetchOrFail(ctx.fetch, target.configUrl, {}, stall);
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw httpError(res, target.configUrl);
+    }
+    configText = await boundedText(res, MAX_CONFIG_BYTES, target.configUrl, stall);
+  } finally {
+    stall.dispose();
   }
   await checkConfig(configText);
   const now = ctx.now();
@@ -83,10 +128,12 @@ export async function discardDownload(ctx: StoreContext, id: string): Promise<bo
 }
 
 const normalizeSha = (s: string | undefined): string | null => s?.trim().toLowerCase() || null;
+const smallest = (...xs: Array<number | null>): number | null => xs.reduce<number | null>((m, x) => (x === null ? m : m === null ? x : Math.min(m, x)), null);
 
 class DownloadJob {
   private hasher = createSha256();
-  private headerChecked = false;
+  /** Sees every byte of the file in order: the stored part on a resume, then the stream. */
+  private check: FileCheck;
   private readonly signal: AbortSignal | undefined;
 
   constructor(
@@ -94,8 +141,10 @@ class DownloadJob {
     private rec: DownloadRecord,
     private readonly opts: DownloadOptions,
     private readonly report: ProgressReporter,
+    private readonly maxBytes: number | null,
   ) {
     this.signal = opts.signal;
+    this.check = new FileCheck(rec.configText);
   }
 
   async run(): Promise<ModelRecord> {
@@ -117,7 +166,12 @@ class DownloadJob {
     if (this.signal?.aborted) throw cancelled();
   }
 
-  /** Feeds the chunks stored by an earlier session to the hasher, as WebCrypto cannot resume a digest. */
+  /** The size the file must have: the header's word once it is in, else the server's. */
+  private expectedSize(): number | null {
+    return this.check.size ?? this.rec.totalBytes;
+  }
+
+  /** Feeds the chunks stored by an earlier session to the hasher and the file check. */
   private async rehash(): Promise<void> {
     const { bytesStored, chunkBytes, totalBytes } = this.rec;
     if (bytesStored === 0) return;
@@ -126,22 +180,15 @@ class DownloadJob {
       for (let at = 0; at < bytesStored; at += chunkBytes) {
         this.checkCancelled();
         this.report.phase('rehash', at, totalBytes);
-        this.hasher.update(await source.read(at, Math.min(bytesStored, at + chunkBytes)));
+        const bytes = await source.read(at, Math.min(bytesStored, at + chunkBytes));
+        this.hasher.update(bytes);
+        this.check.feed(bytes);
       }
     } catch (e) {
       if (!(e instanceof StoreError && e.code === 'corrupt')) throw e;
       await this.reset(); // a partial download with holes is not worth keeping
     }
-  }
-
-  private request(from: number): Promise<Response> {
-    const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
-    return fetchOrFail(this.ctx.fetch, this.rec.weightsUrl, { headers, signal: this.signal });
-  }
-
-  /** Facts of a 200/206 response, or null for 416 (the range we asked for is gone). */
-  private facts(res: Response, from: number): ResponseFacts | null {
-    return res.status === 416 ? null : responseFacts(res, from);
+    this.checkSizes();
   }
 
   private changedUpstream(f: ResponseFacts): boolean {
@@ -150,32 +197,51 @@ class DownloadJob {
   }
 
   private async transfer(): Promise<void> {
-    const from = this.rec.bytesStored;
-    let res = await this.request(from);
-    let facts = this.facts(res, from);
-    if (!facts || facts.start !== from || this.changedUpstream(facts)) {
-      // The server ignored the Range (200), no longer has it (416), or the file changed: start over.
-      await this.reset();
-      if (!facts || facts.start !== 0) {
-        await res.body?.cancel().catch(() => undefined);
-        res = await this.request(0);
-        facts = responseFacts(res, 0);
-        if (facts.start !== 0) throw new StoreError('http', `${this.rec.weightsUrl}: the server sent bytes from ${facts.start} instead of the whole file.`);
+    const stall = new Stall(this.ctx.stallMs, this.signal);
+    try {
+      const request = (from: number): Promise<Response> =>
+        fetchOrFail(this.ctx.fetch, this.rec.weightsUrl, { headers: from > 0 ? { Range: `bytes=${from}-` } : {} }, stall);
+      const from = this.rec.bytesStored;
+      let res = await request(from);
+      let facts = res.status === 416 ? null : responseFacts(res, from);
+      if (!facts || facts.start !== from || this.changedUpstream(facts)) {
+        // The server ignored the Range (200), no longer has it (416), or the file changed: start over.
+        await this.reset();
+        if (!facts || facts.start !== 0) {
+          await res.body?.cancel().catch(() => undefined);
+          res = await request(0);
+          facts = responseFacts(res, 0);
+          if (facts.start !== 0) throw new StoreError('http', `${this.rec.weightsUrl}: the server sent bytes from ${facts.start} instead of the whole file.`);
+        }
       }
+      await this.adopt(facts);
+      this.checkSizes();
+      this.report.phase('downloading', this.rec.bytesStored, this.expectedSize());
+      await this.stream(res, stall);
+    } finally {
+      stall.dispose();
     }
-    await this.adopt(facts);
-    this.report.phase('downloading', this.rec.bytesStored, this.rec.totalBytes);
-    await this.stream(res);
   }
 
-  /** Reads the body into fixed-size chunks, committing each as soon as it is full. */
-  private async stream(res: Response): Promise<void> {
+  /**
+   * Reads the body into fixed-size chunks, committing each as soon as it is full; stops at the
+   * file's size as soon as that is known, so bytes past it are never stored.
+   */
+  private async stream(res: Response, stall: Stall): Promise<void> {
     if (!res.body) throw new StoreError('http', `${this.rec.weightsUrl}: the response has no body.`);
     const reader = res.body.getReader();
     const buf = new Uint8Array(this.rec.chunkBytes);
     let fill = 0;
     try {
-      for (let piece = await this.read(reader); piece; piece = await this.read(reader)) {
+      for (;;) {
+        const size = this.expectedSize();
+        if (size !== null && this.rec.bytesStored + fill >= size) break; // the whole file is in
+        const got = await this.read(reader, stall, this.rec.bytesStored + fill);
+        if (!got) break;
+        let piece = got;
+        this.check.feed(piece);
+        this.checkSizes();
+        piece = this.within(piece, this.rec.bytesStored + fill);
         for (let p = 0; p < piece.length; ) {
           const n = Math.min(buf.length - fill, piece.length - p);
           buf.set(piece.subarray(p, p + n), fill);
@@ -186,30 +252,61 @@ class DownloadJob {
             fill = 0;
           }
         }
-        this.checkOverrun(this.rec.bytesStored + fill);
-        this.report.received(this.rec.bytesStored + fill, this.rec.totalBytes);
+        this.report.received(this.rec.bytesStored + fill, this.expectedSize());
+      }
+      const size = this.expectedSize();
+      if (size !== null && this.rec.bytesStored + fill < size) {
+        // The body ended cleanly but short (no Content-Length to tell it was cut): keep the whole
+        // chunks for a resume.
+        const got = this.rec.bytesStored + fill;
+        throw new StoreError('network', `${this.rec.weightsUrl}: the server ended the transfer at ${got} of ${size} bytes. The download can be resumed.`);
       }
       await this.commit(buf.subarray(0, fill), true);
-    } catch (e) {
+    } finally {
+      // Also when the file is complete while the server goes on sending (or holds the line open).
       reader.cancel().catch(() => undefined);
-      throw e;
     }
     this.report.received(this.rec.bytesStored, this.rec.totalBytes, true);
   }
 
-  private async read(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Uint8Array | null> {
+  private async read(reader: ReadableStreamDefaultReader<Uint8Array>, stall: Stall, received: number): Promise<Uint8Array | null> {
     try {
-      const r = await reader.read();
+      const r = await stall.guard(reader.read());
       return r.done ? null : r.value;
     } catch (e) {
-      throw fetchFailure(e, this.signal, this.rec.weightsUrl);
+      throw stall.signal.aborted ? stall.reason(this.rec.weightsUrl) : droppedConnection(e, this.rec.weightsUrl, received);
     }
   }
 
-  private checkOverrun(received: number): void {
+  /**
+   * The part of `piece` (arriving at offset `received`) inside the file. Bytes past the size the
+   * header states are not the file's and are dropped (the reader stops there); past a size the
+   * server announced, or past the catalog's bound, they mean the server sends another file.
+   */
+  private within(piece: Uint8Array, received: number): Uint8Array {
+    const end = received + piece.length;
+    const stated = this.check.size;
+    if (stated !== null) return end > stated ? piece.subarray(0, Math.max(0, stated - received)) : piece;
     const total = this.rec.totalBytes;
-    if (total !== null && received > total) {
+    if (total !== null && end > total) {
       throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: the server announced ${total} bytes but sent more.`);
+    }
+    if (this.maxBytes !== null && end > this.maxBytes) {
+      throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: more than ${this.maxBytes} bytes arrived before the file's header said its size; this is not the model the catalog names.`);
+    }
+    return piece;
+  }
+
+  /** The sizes the header states, the server announced and the catalog allows must agree. */
+  private checkSizes(): void {
+    const stated = this.check.size;
+    if (stated === null) return;
+    const total = this.rec.totalBytes;
+    if (total !== null && stated !== total) {
+      throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: the server announced ${total} bytes, but the file's header states ${stated}.`);
+    }
+    if (this.maxBytes !== null && stated > this.maxBytes) {
+      throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: the file's header states ${stated} bytes, far more than the catalog's figure for this model.`);
     }
   }
 
@@ -232,31 +329,19 @@ class DownloadJob {
     this.rec = next;
   }
 
-  /** Stores one chunk; the last one (possibly short or empty) also fixes the total size. */
+  /**
+   * Stores one chunk, with the file's size once the header has stated it (for progress and a
+   * later resume); the last chunk (possibly short or empty) fixes the size in any case.
+   */
   private async commit(bytes: Uint8Array<ArrayBuffer>, last: boolean): Promise<void> {
     const index = this.rec.bytesStored / this.rec.chunkBytes;
     const bytesStored = this.rec.bytesStored + bytes.length;
-    const patch: Partial<DownloadRecord> = last ? { bytesStored, totalBytes: this.rec.totalBytes ?? bytesStored } : { bytesStored };
+    const totalBytes = this.rec.totalBytes ?? this.check.size ?? (last ? bytesStored : null);
     this.hasher.update(bytes);
     // put() clones synchronously, so the caller may refill `bytes` once this resolves.
     const value = bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
-    await this.save(patch, bytes.length > 0 ? (tx) => tx.objectStore('chunks').put(value, [this.rec.fileId, index]) : undefined);
+    await this.save({ bytesStored, totalBytes }, bytes.length > 0 ? (tx) => tx.objectStore('chunks').put(value, [this.rec.fileId, index]) : undefined);
     this.checkCancelled();
-    await this.checkHeaderEarly();
-  }
-
-  /** Rejects a wrong file as soon as its header is stored instead of after the whole download. */
-  private async checkHeaderEarly(): Promise<void> {
-    const { bytesStored, totalBytes, configText } = this.rec;
-    if (this.headerChecked || bytesStored < 8) return;
-    const source = this.source(bytesStored);
-    const need = await headerBytesNeeded(await source.read(0, 8));
-    if (need > bytesStored) return;
-    const stated = await checkHeader(configText, await source.read(0, need));
-    if (totalBytes !== null && stated !== totalBytes) {
-      throw new StoreError('size-mismatch', `${this.rec.weightsUrl}: the server announced ${totalBytes} bytes, but the file's header states ${stated}.`);
-    }
-    this.headerChecked = true;
   }
 
   /** Records what the response says about the file. */
@@ -269,7 +354,7 @@ class DownloadJob {
   private async reset(): Promise<void> {
     await this.save({ bytesStored: 0, totalBytes: null, sha256: null, etag: null }, (tx) => tx.objectStore('chunks').delete(fileChunks(this.rec.fileId)));
     this.hasher = createSha256();
-    this.headerChecked = false;
+    this.check = new FileCheck(this.rec.configText);
   }
 
   private async finish(): Promise<ModelRecord> {
@@ -284,7 +369,9 @@ class DownloadJob {
         throw new StoreError('hash-mismatch', `${this.rec.weightsUrl}: the file's sha256 is ${sha256}, expected ${want}. The download was discarded.`);
       }
     }
+    // The whole header against the whole file (a cut-off file never stated its size).
     await checkModel(this.rec.configText, this.source(size));
+    if (this.check.fed < size) throw new StoreError('corrupt', `${this.rec.weightsUrl}: only ${this.check.fed} of ${size} bytes were checked.`);
     this.checkCancelled();
     return this.promote(sha256);
   }

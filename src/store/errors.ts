@@ -12,6 +12,9 @@ export type StoreErrorCode =
   | 'closed'         // the store was closed (by close(), or abnormally by the browser)
   | 'unsupported'    // no IndexedDB here
   | 'network'        // the connection failed or dropped; a partial download is kept
+  | 'stalled'        // no byte arrived for the stall timeout; a partial download is kept
+  | 'redirect'       // following the server's redirect failed (a loop, or a host that failed)
+  | 'policy'         // the app's Content-Security-Policy blocked the request (a redirect to http)
   | 'http'           // the server answered with an error status
   | 'bad-url'        // not an https URL (or http://localhost), or no base URL to resolve against
   | 'size-mismatch'  // the download's size disagrees with what the server announced

@@ -43,6 +43,11 @@ export interface ModelStoreOptions {
   appBaseUrl?: string | null;
   /** Chunk size of new files; default 4 MiB. */
   chunkBytes?: number;
+  /**
+   * A download that receives no byte for this long fails as 'stalled' and stays resumable.
+   * Default 30 s, or VITE_DOWNLOAD_STALL_MS when the app is built with it (the browser tests).
+   */
+  stallTimeoutMs?: number;
   fetch?: typeof fetch;
   /** Default: navigator.storage; null: no storage information. */
   storage?: StorageLike | null;
@@ -52,6 +57,9 @@ export interface ModelStoreOptions {
 }
 
 const DEFAULT_CHUNK_BYTES = 4 << 20;
+const DEFAULT_STALL_MS = Number(import.meta.env?.VITE_DOWNLOAD_STALL_MS) || 30_000;
+/** A catalog model's file may be up to this many times its (rounded) catalog size. */
+const CATALOG_SLACK = 2;
 
 function defaultAppBaseUrl(): string | null {
   if (typeof location === 'undefined') return null;
@@ -91,6 +99,7 @@ export class ModelStore {
       now: options.now ?? Date.now,
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+      stallMs: options.stallTimeoutMs ?? DEFAULT_STALL_MS,
     };
     const appBaseUrl = options.appBaseUrl === undefined ? defaultAppBaseUrl() : options.appBaseUrl;
     store = new ModelStore(ctx, dbName, appBaseUrl, options.storage === undefined ? browserStorage() : options.storage);
@@ -136,16 +145,18 @@ export class ModelStore {
 
   /**
    * Downloads a model, or resumes its partial download; resolves at once if it is stored already.
-   * Rejects with StoreError: 'cancelled' and 'network' keep the partial download for a later call,
-   * 'hash-mismatch', 'size-mismatch' and 'invalid-model' discard it.
+   * Rejects with StoreError: 'cancelled', 'network', 'stalled', 'redirect', 'policy' and 'http'
+   * keep the partial download for a later call; 'hash-mismatch', 'size-mismatch' and
+   * 'invalid-model' discard it.
    */
   async download(model: CatalogEntry | string, options: DownloadOptions = {}): Promise<StoredModel> {
     const target = await this.target(model);
     if (this.active.has(target.id)) throw new StoreError('busy', `"${target.name}" is already being downloaded.`);
     const controller = new AbortController();
     const unlink = follow(options.signal, controller);
+    const maxBytes = catalogEntry(target.id)?.approxBytes ?? null;
     const job = withTabLock(`${this.dbName}:download:${target.id}`, () =>
-      downloadModel(this.ctx, target, { ...options, signal: controller.signal }),
+      downloadModel(this.ctx, target, { ...options, signal: controller.signal }, maxBytes === null ? null : CATALOG_SLACK * maxBytes),
     );
     this.active.set(target.id, { controller, settled: job.catch(() => undefined) });
     try {

@@ -18,6 +18,8 @@ export interface StoreContext {
   fetch: typeof fetch;
   /** Chunk size of new files; a resumed download keeps the size it started with. */
   chunkBytes: number;
+  /** A download with no byte for this long fails as 'stalled' (resumable). */
+  stallMs: number;
 }
 
 export async function runTx<const S extends StoreName[], M extends IDBTransactionMode, T>(

@@ -27,6 +27,6 @@ describe('response headers', () => {
     expect(responseFacts(res(206, { 'content-length': '600' }), 400)).toMatchObject({ start: 400, total: 1000 });
     expect(responseFacts(res(200, { 'content-length': '10', 'content-encoding': 'gzip' }), 0).total).toBeNull();
     expect(() => responseFacts(res(404, {}), 0)).toThrow(/not found/);
-    expect(() => responseFacts(res(500, {}), 0)).toThrow(/HTTP 500/);
+    expect(() => responseFacts(res(500, {}), 0)).toThrow(/had a server error \(500\)/);
   });
 });
