@@ -1,5 +1,5 @@
 import type { EngineApi, LoadProgress, ModelInfo } from '../engine/api.ts';
-import type { CatalogEntry, ChatTemplateId, DownloadPlan, DownloadProgress, ModelStore, PendingDownload, StorageInfo, StoredModel } from '../store/index.ts';
+import type { CatalogEntry, ChatTemplateId, DownloadPlan, DownloadProgress, Leftovers, ModelStore, PendingDownload, StorageInfo, StoredModel } from '../store/index.ts';
 import type { ModelProvider } from './chat.ts';
 import { guessTemplate } from './templates.ts';
 
@@ -11,7 +11,7 @@ import { guessTemplate } from './templates.ts';
 /** What this file uses of the model store (src/store/index.ts); the unit tests pass a fake. */
 export type ModelStoreApi = Pick<
   ModelStore,
-  'catalog' | 'list' | 'pendingDownloads' | 'planDownload' | 'download' | 'discard' | 'importFiles' | 'delete' | 'estimate' | 'persist' | 'customModel'
+  'catalog' | 'list' | 'pendingDownloads' | 'planDownload' | 'download' | 'discard' | 'importFiles' | 'delete' | 'estimate' | 'persist' | 'customModel' | 'leftovers' | 'clearLeftovers'
 >;
 
 export interface ActiveDownload extends DownloadProgress {
@@ -25,6 +25,8 @@ export interface ModelsState {
   downloads: Record<string, ActiveDownload>;
   importing: { name: string; bytesDone: number; bytesTotal: number } | null;
   storage: StorageInfo | null;
+  /** Chunks an import left behind when its tab died. */
+  leftovers: Leftovers | null;
   /** The model new conversations talk to. */
   currentId: string | null;
   loaded: { modelId: string; workers: number; info: ModelInfo } | null;
@@ -35,7 +37,7 @@ export interface ModelsState {
 }
 
 export function createModelsState(): ModelsState {
-  return { catalog: [], stored: [], pending: [], downloads: {}, importing: null, storage: null, currentId: null, loaded: null, loading: null, error: null, ready: false };
+  return { catalog: [], stored: [], pending: [], downloads: {}, importing: null, storage: null, leftovers: null, currentId: null, loaded: null, loading: null, error: null, ready: false };
 }
 
 /** Downloads above this size ask for confirmation with the size and the free space. */
@@ -104,10 +106,17 @@ export class ModelManager implements ModelProvider {
   }
 
   async refresh(): Promise<void> {
-    const [stored, pending, storage] = await Promise.all([this.store.list(), this.store.pendingDownloads(), this.store.estimate()]);
+    const [stored, pending, storage, leftovers] = await Promise.all([this.store.list(), this.store.pendingDownloads(), this.store.estimate(), this.store.leftovers()]);
     this.state.stored = stored;
     this.state.pending = pending.filter((p) => !p.active && !(p.id in this.state.downloads));
     this.state.storage = storage;
+    this.state.leftovers = leftovers;
+  }
+
+  /** Deletes the chunks of imports whose tab died (imports still running are kept). */
+  async clearLeftovers(): Promise<void> {
+    await this.store.clearLeftovers();
+    await this.refresh();
   }
 
   isStored(id: string): boolean {

@@ -7,6 +7,8 @@ import { randomId } from './ids.ts';
 import { createSha256, toHex } from './sha256.ts';
 import type { StoreContext } from './tx.ts';
 import { fileChunks, runTx } from './tx.ts';
+import { holdingLock } from './lock.ts';
+import { importLockName } from './sweep.ts';
 import { checkModel, MAX_CONFIG_BYTES } from './validate.ts';
 
 // Copies a config.json and a model.safetensors the user picked into the store. Both are checked
@@ -28,6 +30,11 @@ export async function importModel(ctx: StoreContext, config: Blob, weights: Blob
   const configText = await config.text();
   await checkModel(configText, blobSource(weights));
   const fileId = randomId();
+  // Other tabs sweep the chunks of an import whose lock nobody holds (see sweep.ts).
+  return holdingLock(importLockName(ctx, fileId), () => copyIn(ctx, fileId, configText, weights, name, opts));
+}
+
+async function copyIn(ctx: StoreContext, fileId: string, configText: string, weights: Blob, name: string, opts: ImportOptions): Promise<ModelRecord> {
   const chunkBytes = ctx.chunkBytes;
   await runTx(ctx, ['imports'], 'readwrite', async (tx) => {
     await tx.store.put({ fileId, name, updatedAt: ctx.now() });

@@ -13,7 +13,8 @@ import type { DownloadPlan } from './plan.ts';
 import { planDownload } from './plan.ts';
 import type { StorageInfo, StorageLike } from './storage.ts';
 import { browserStorage, estimateStorage, persistStorage } from './storage.ts';
-import { sweepOrphans } from './sweep.ts';
+import type { Leftovers } from './sweep.ts';
+import { findLeftovers, sweepOrphans } from './sweep.ts';
 import type { StoreContext } from './tx.ts';
 import { runTx } from './tx.ts';
 
@@ -30,6 +31,7 @@ export type { OpenedModel, PendingDownload, StoredModel } from './models.ts';
 export type { DownloadPlan } from './plan.ts';
 export type { DownloadPhase, DownloadProgress } from './progress.ts';
 export type { StorageInfo, StorageLike } from './storage.ts';
+export type { Leftovers } from './sweep.ts';
 
 export interface ModelStoreOptions {
   /** Default: the global indexedDB. Tests pass a fresh fake-indexeddb factory. */
@@ -95,6 +97,7 @@ export class ModelStore {
     });
     const ctx: StoreContext = {
       db,
+      dbName,
       closed: null,
       now: options.now ?? Date.now,
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
@@ -187,6 +190,19 @@ export class ModelStore {
   /** Stores a model from local files; both are validated before anything is written. */
   async importFiles(config: Blob, weights: Blob, name: string, options: ImportOptions = {}): Promise<StoredModel> {
     return describeModel(await importModel(this.ctx, config, weights, name, options));
+  }
+
+  /**
+   * What unfinished imports left behind (a tab closed mid-import): the store sweeps it when it
+   * opens, but a tab that dies while this one is open leaves chunks that count against the quota.
+   */
+  leftovers(): Promise<Leftovers> {
+    return findLeftovers(this.ctx);
+  }
+
+  /** Deletes what leftovers() counts; imports still running (here or in another tab) are kept. */
+  async clearLeftovers(): Promise<void> {
+    await sweepOrphans(this.ctx);
   }
 
   /** Deletes a stored model and its data. False when there was no such model. */

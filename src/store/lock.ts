@@ -12,3 +12,14 @@ export async function withTabLock<T>(name: string, task: () => Promise<T>): Prom
     return task();
   });
 }
+
+/**
+ * Runs `task` holding the Web Lock `name` (waiting for it if another context holds it), so other
+ * tabs can see the work is alive; the browser releases it if this tab dies. Without Web Locks
+ * (Node) it just runs `task`.
+ */
+export async function holdingLock<T>(name: string, task: () => Promise<T>): Promise<T> {
+  const locks = typeof navigator === 'undefined' ? undefined : navigator.locks;
+  if (!locks) return task();
+  return locks.request(name, () => task());
+}

@@ -12,6 +12,8 @@ export type Tx<S extends StoreName[], M extends IDBTransactionMode> = IDBPTransa
 /** The state shared by every operation of an open store. */
 export interface StoreContext {
   db: StoreDb;
+  /** The database's name: Web Lock names are scoped by it. */
+  dbName: string;
   /** Set when the connection was closed; every later operation fails with it. */
   closed: StoreError | null;
   now(): number;

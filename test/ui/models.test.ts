@@ -52,6 +52,10 @@ class FakeStore implements ModelStoreApi {
     this.models = this.models.filter((m) => m.id !== id);
     return true;
   }
+  async leftovers() {
+    return { files: 0, bytes: 0 };
+  }
+  async clearLeftovers() {}
   async estimate() {
     return { usage: 1, quota: 2, free: 1, persisted: false };
   }
