@@ -14,6 +14,14 @@ const isolation = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+// No page of another origin may frame the app (clickjacking). frame-ancestors only works as a
+// header (browsers ignore it in the page's <meta> policy); X-Frame-Options for older browsers.
+// The service worker adds the same two on static hosts (src/sw.ts).
+const framing = {
+  'Content-Security-Policy': "frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+};
+
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string };
 
 /** The dev server's HMR client talks over a websocket: allow it in the CSP during `vite` only. */
@@ -76,6 +84,6 @@ export default defineConfig({
     target: 'es2022',
     chunkSizeWarningLimit: 4096,
   },
-  server: { headers: isolation },
-  preview: { headers: isolation },
+  server: { headers: { ...isolation, ...framing } },
+  preview: { headers: { ...isolation, ...framing } },
 });

@@ -10,9 +10,15 @@ import { applyTheme, savedTheme } from './ui/theme.ts';
 
 applyTheme(savedTheme());
 
+// Framing by another page is refused by headers (vite.config.ts, src/sw.ts); but on a static host
+// the first load of a frame comes before any service worker (and a third-party frame gets its
+// own, partitioned one), so the app also declines to start inside a frame.
+const framed = window.top !== window.self;
+if (framed) document.getElementById('app')!.textContent = 'This app does not run inside another page. Open it in its own tab.';
+
 const COI_RELOAD_KEY = 'gpt2-chat:coi-reload';
 
-if ('serviceWorker' in navigator && import.meta.env.PROD) {
+if ('serviceWorker' in navigator && import.meta.env.PROD && !framed) {
   // A static host without COOP/COEP headers: once our service worker controls the page, it adds
   // them, so reload once to become cross-origin isolated (the coi-serviceworker technique).
   if (!window.crossOriginIsolated) {
@@ -39,4 +45,4 @@ if ('serviceWorker' in navigator && import.meta.env.PROD) {
   pwa.update = () => updateSW(true);
 }
 
-mount(App, { target: document.getElementById('app')! });
+if (!framed) mount(App, { target: document.getElementById('app')! });

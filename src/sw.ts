@@ -6,7 +6,8 @@
 //    The bundled model is not precached: the model store keeps it in IndexedDB.
 // 2. Adds the cross-origin isolation headers (COOP/COEP/CORP) to every same-origin response it
 //    serves — the coi-serviceworker technique — so SharedArrayBuffer works on static hosts that
-//    cannot set headers. (src/main.ts reloads once when the page is not isolated yet.)
+//    cannot set headers. (src/main.ts reloads once when the page is not isolated yet.) The page
+//    itself also gets `frame-ancestors 'none'` and X-Frame-Options: no other site may frame it.
 // 3. Waits for the page's go-ahead (`SKIP_WAITING`, sent by the update prompt) before a new version
 //    takes over.
 
@@ -74,11 +75,21 @@ self.addEventListener('message', (event) => {
   if ((event.data as { type?: string } | null)?.type === 'SKIP_WAITING') void self.skipWaiting();
 });
 
-/** The response with the isolation headers added (opaque responses cannot be changed, nor need it). */
-function isolate(res: Response): Response {
+/** For the page: a header, because browsers ignore frame-ancestors in a <meta> policy. */
+const NO_FRAMING: Record<string, string> = {
+  'Content-Security-Policy': "frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+};
+
+/**
+ * The response with the isolation headers added, and for a page the framing ones (opaque
+ * responses cannot be changed, nor need it).
+ */
+function isolate(res: Response, page = false): Response {
   if (res.type === 'opaque' || res.type === 'opaqueredirect' || res.status === 0) return res;
   const headers = new Headers(res.headers);
   for (const [k, v] of Object.entries(ISOLATION)) headers.set(k, v);
+  if (page) for (const [k, v] of Object.entries(NO_FRAMING)) headers.set(k, v);
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
 }
 
@@ -89,8 +100,8 @@ async function respond(request: Request): Promise<Response> {
   if (request.mode === 'navigate') {
     // The app is one page: every navigation inside the scope gets the precached shell.
     const shell = await cache.match(INDEX);
-    if (shell) return isolate(shell);
-    return isolate(await fetch(request));
+    if (shell) return isolate(shell, true);
+    return isolate(await fetch(request), true);
   }
   if (PRECACHED.has(url.href)) {
     const hit = await cache.match(url.href);
