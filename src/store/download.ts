@@ -235,7 +235,12 @@ class DownloadJob {
     try {
       for (;;) {
         const size = this.expectedSize();
-        if (size !== null && this.rec.bytesStored + fill >= size) break; // the whole file is in
+        if (size !== null && this.rec.bytesStored + fill >= size) {
+          // The whole file is in: hang up before storing the last chunk, whatever the server
+          // still sends (or holds the line open for).
+          reader.cancel().catch(() => undefined);
+          break;
+        }
         const got = await this.read(reader, stall, this.rec.bytesStored + fill);
         if (!got) break;
         let piece = got;
@@ -263,7 +268,6 @@ class DownloadJob {
       }
       await this.commit(buf.subarray(0, fill), true);
     } finally {
-      // Also when the file is complete while the server goes on sending (or holds the line open).
       reader.cancel().catch(() => undefined);
     }
     this.report.received(this.rec.bytesStored, this.rec.totalBytes, true);

@@ -138,13 +138,18 @@ function lowLevelCause(e: unknown): string {
 export async function explainFetchFailure(fetcher: typeof fetch, e: unknown, url: string, since: number): Promise<StoreError> {
   const host = hostOf(url);
   const resumable = 'The download can be resumed.';
-  const blocked = (v: Violation): StoreError =>
-    new StoreError(
+  const rule = 'models are downloaded over https (or from this device) only.';
+  const blocked = (v: Violation): StoreError => {
+    // For a redirect, browsers report the URL before it (the target could leak across origins).
+    const where = v.uri && hostOf(v.uri) !== host ? displayText(v.uri, 120) : null;
+    return new StoreError(
       'policy',
-      `The download from ${host} was sent to ${displayText(v.uri || 'another address', 120)}, which this app's security policy blocks: ` +
-        'models are downloaded over https (or from this device) only.',
+      where
+        ? `The download from ${host} was sent to ${where}, which this app's security policy blocks: ${rule}`
+        : `${host} redirected the download to an address this app's security policy blocks (the browser does not say which): ${rule}`,
       { cause: e },
     );
+  };
   let v = connectViolation(since);
   if (v) return blocked(v);
   if (typeof navigator !== 'undefined' && navigator.onLine === false) {

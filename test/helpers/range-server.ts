@@ -21,7 +21,7 @@ export type Special =
   | { kind: 'endless'; prefix: Uint8Array }
   | { kind: 'redirect'; to: string }
   | { kind: 'status'; status: number; statusText?: string }
-  /** Accepts the request and never answers. */
+  /** Accepts a GET and never answers (a HEAD gets the file's headers). */
   | { kind: 'silent' };
 
 export interface RangeServer {
@@ -166,7 +166,7 @@ export async function startRangeServer(): Promise<RangeServer> {
       return;
     }
     const odd = special.get(path);
-    if (odd?.kind === 'silent') return;
+    if (odd?.kind === 'silent' && req.method !== 'HEAD') return;
     if (odd?.kind === 'redirect') {
       reply(302, { location: odd.to, 'content-length': 0 });
       res.end();
@@ -178,9 +178,13 @@ export async function startRangeServer(): Promise<RangeServer> {
       return;
     }
     if (odd?.kind === 'endless') {
+      if (req.method === 'HEAD') {
+        reply(200, { 'content-type': 'application/octet-stream' });
+        res.end();
+        return;
+      }
       reply(200, { 'content-type': 'application/octet-stream' });
-      if (req.method !== 'HEAD') void endless(res, path, odd.prefix);
-      else res.end();
+      void endless(res, path, odd.prefix);
       return;
     }
     if (!file) {
