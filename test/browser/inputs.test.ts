@@ -1,6 +1,6 @@
 // Hostile inputs, in Chromium on the built app: servers that never stop sending, stall, loop or
 // fail; a model with NaN weights; a tab closed mid-import; a site that frames the app. The app
-// is built with a 1.5 s download stall timeout (VITE_DOWNLOAD_STALL_MS) so a stall shows at once.
+// is built with a 3 s download stall timeout (VITE_DOWNLOAD_STALL_MS) so a stall shows at once.
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { createServer } from 'node:http';
@@ -17,7 +17,7 @@ import type { Browser, Served } from './harness.ts';
 import { buildApp, freePort, launch, requireBundledModel, requireChromium, serve, serveStatic } from './harness.ts';
 
 const FILE = tinyBytes();
-const STALL_MS = 1500;
+const STALL_MS = 3000;
 
 let dist = '';
 let files = '';
@@ -42,14 +42,25 @@ async function openModels(p: Page): Promise<void> {
 
 const alert = (p: Page) => p.locator('[data-testid=models-panel] > p.error[role=alert]');
 
-/** Starts a download from a URL in the Models panel, confirming the size dialog if it asks. */
+/**
+ * Starts a download from a URL in the Models panel, confirming the size dialog if it asks (it
+ * does when the server does not state the size); returns once it runs or has failed.
+ */
 async function downloadFrom(p: Page, url: string): Promise<void> {
   await openModels(p);
   await p.fill('input[type=url]', url);
   await p.click('button:has-text("Check and download")');
+  const name = url.split('/').at(-2)!;
   const asked = await p.waitForFunction(
-    () => (document.querySelector('dialog[open]') ? 'dialog' : document.querySelector('[data-testid=custom-download], [data-testid=models-panel] > p.error') ? 'started' : null),
-    null,
+    (n) => {
+      if (document.querySelector('dialog[open]')) return 'dialog';
+      const panel = document.querySelector('[data-testid=models-panel]')!;
+      const running = panel.querySelector('[data-testid=custom-download] h3')?.textContent === n;
+      const failed = panel.querySelector(':scope > p.error')?.textContent?.startsWith(`Downloading ${n} failed`);
+      const stored = [...panel.querySelectorAll('li')].some((li) => li.querySelector('h3')?.textContent === n && li.textContent?.includes('from a URL'));
+      return running || failed || stored ? 'started' : null;
+    },
+    name,
     { timeout: 20_000 },
   );
   if ((await asked.jsonValue()) === 'dialog') await p.locator('dialog[open]').getByRole('button', { name: 'Download' }).click();
@@ -141,7 +152,7 @@ describe('hostile inputs in Chromium', () => {
     await downloadFrom(p, `${srv.origin}/stall/`);
     await srv.stalled();
     await p.waitForFunction(() => document.querySelector('[data-testid=models-panel] > p.error')?.textContent?.includes('stalled'), null, { timeout: 30_000 });
-    expect(await alert(p).textContent()).toBe(`Downloading stall failed: 127.0.0.1:${srv.origin.split(':')[2]} sent nothing for 1.5 s: the download stalled. It can be resumed.`);
+    expect(await alert(p).textContent()).toBe(`Downloading stall failed: 127.0.0.1:${srv.origin.split(':')[2]} sent nothing for 3.0 s: the download stalled. It can be resumed.`);
     srv.release();
     const card = p.locator('[data-testid=models-panel] li', { hasText: 'Interrupted at 4.2 MB of 6.7 MB' });
     await card.waitFor({ timeout: 10_000 });
