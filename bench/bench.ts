@@ -11,8 +11,11 @@ import type { Decoder } from '../src/engine/decoder.ts';
 import { Session } from '../src/engine/generate.ts';
 import { argmax } from '../src/engine/sampler.ts';
 import { encode } from '../src/engine/tokenizer.ts';
-import { expectedTensors } from '../src/engine/weights.ts';
-import type { SyncMode, WorkerPool } from '../src/engine/worker-pool.ts';
+import { planShards } from '../src/engine/shard-plan.ts';
+import { allocateShared, expectedTensors, loadWeights } from '../src/engine/weights.ts';
+import type { SyncMode } from '../src/engine/worker-pool.ts';
+import { WorkerPool } from '../src/engine/worker-pool.ts';
+import { openModelDir } from '../src/node/model-dir.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 // idb recognises requests by instanceof: fake-indexeddb's classes must be the global ones.
@@ -200,18 +203,20 @@ async function prefixReuse(dir: string, workers: number, runs: number): Promise<
  * every shard and waits for all of them, by Atomics or by one Comlink message each.
  */
 async function handOff(dir: string, workers: number, sync: SyncMode): Promise<number> {
-  const decoder = (await openDecoder(dir, workers, sync)) as unknown as { group: WorkerPool; dispose(): Promise<void> };
+  const m = await openModelDir(dir);
+  const plan = planShards(m.config, workers);
+  const weights = await loadWeights(m.config, m.source, plan, allocateShared).finally(() => m.close());
+  const pool = await WorkerPool.start(m.config, plan, weights, spawnNodeShard, { sync });
   try {
-    const group = decoder.group;
     const round = async (n: number): Promise<number> => {
       const t0 = performance.now();
-      for (let i = 0; i < n; i++) await group.mlp(0, 0);
+      for (let i = 0; i < n; i++) await pool.mlp(0, 0);
       return ((performance.now() - t0) * 1000) / n;
     };
     await round(500);
     return median([await round(2000), await round(2000), await round(2000)]);
   } finally {
-    await decoder.dispose();
+    await pool.dispose();
   }
 }
 

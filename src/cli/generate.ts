@@ -4,12 +4,12 @@
 
 import { stderr, stdout } from 'node:process';
 import type { Decoder } from '../engine/decoder.ts';
-import { WeightsError } from '../engine/errors.ts';
 import { generate, Session } from '../engine/generate.ts';
 import type { SamplerOptions } from '../engine/sampler.ts';
 import { encode } from '../engine/tokenizer.ts';
 import { openDecoder } from '../node/open-decoder.ts';
 import { numberArg, parseArgs, UsageError } from './args.ts';
+import { cliMain } from './main.ts';
 
 const USAGE =
   'usage: npm run generate -- --model DIR (--prompt TEXT | --ids 1,2,3) [--max-tokens N] ' +
@@ -110,23 +110,4 @@ async function run(req: Request): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-    throw e;
-  });
-  try {
-    await run(readRequest(process.argv.slice(2)));
-  } catch (e) {
-    const err = e as Error;
-    if (err instanceof UsageError) {
-      stderr.write(err.message === USAGE ? `${USAGE}\n` : `error: ${err.message} (--help for usage)\n`);
-      process.exit(2);
-    }
-    const prefix = err instanceof WeightsError ? 'error: bad model: ' : 'error: ';
-    stderr.write(`${prefix}${err.message}\n`);
-    process.exit(1);
-  }
-}
-
-await main();
+await cliMain(USAGE, (argv) => run(readRequest(argv)));

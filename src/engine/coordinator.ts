@@ -1,5 +1,6 @@
 import type { GPT2Config } from './config.ts';
 import type { Decoder, DecoderMode } from './decoder.ts';
+import { AbortError } from './generate.ts';
 import type { Kernels } from './kernels.ts';
 import { ResidualStream } from './residual-stream.ts';
 import { MAX_ROWS } from './shard.ts';
@@ -8,19 +9,21 @@ import { commonLayout } from './shard-plan.ts';
 /**
  * The shards, seen from the coordinator: each call runs one step of one layer on every shard
  * and returns when all of them have written their partial output. In-process shards run in
- * turn; the worker pool runs them in parallel.
+ * turn; the worker pool runs them in parallel. `signal` lets a long step end early on abort.
  */
 export interface ShardGroup {
   readonly mode: DecoderMode;
+  /** Changes whenever the shards' KV caches are lost (the worker pool restarted its workers). */
+  readonly generation: number;
   /** Every shard reads this [MAX_ROWS, d] normalized residual stream. */
   readonly input: Float32Array;
   /** Shard s writes its [MAX_ROWS, d] share here. */
   readonly partials: Float32Array[];
   /** [vocab], each shard writing its own slice. */
   readonly logits: Float32Array;
-  attention(T: number, pos: number, layer: number): void | Promise<void>;
-  mlp(T: number, layer: number): void | Promise<void>;
-  logitsOfFirstRow(): void | Promise<void>;
+  attention(T: number, pos: number, layer: number, signal?: AbortSignal): void | Promise<void>;
+  mlp(T: number, layer: number, signal?: AbortSignal): void | Promise<void>;
+  logitsOfFirstRow(signal?: AbortSignal): void | Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -39,7 +42,9 @@ export class DecoderError extends Error {
  * back, then asks the shards for their slices of the logits.
  */
 export class Coordinator implements Decoder {
-  position = 0;
+  /** Tokens in the KV cache, valid while the shards' cache generation is `cacheGeneration`. */
+  private pos = 0;
+  private cacheGeneration: number;
   private readonly stream: ResidualStream;
   private readonly layers: CommonLayerViews[];
   private readonly lnfG: Float32Array;
@@ -62,18 +67,31 @@ export class Coordinator implements Decoder {
     }));
     this.lnfG = view(cl.lnfG);
     this.lnfB = view(cl.lnfB);
+    this.cacheGeneration = group.generation;
+  }
+
+  /** The next token's position: 0 once the shards have lost their caches (a restarted worker pool). */
+  get position(): number {
+    return this.group.generation === this.cacheGeneration ? this.pos : 0;
   }
 
   get mode(): DecoderMode {
     return this.group.mode;
   }
 
-  async step(ids: ArrayLike<number>): Promise<Float32Array> {
+  async step(ids: ArrayLike<number>, signal?: AbortSignal): Promise<Float32Array> {
     if (this.disposed) throw new DecoderError('this model has been unloaded');
     const n = ids.length;
     if (n === 0) throw new DecoderError('step needs at least one token');
-    if (this.position + n > this.config.nPositions) {
-      throw new DecoderError(`${this.position} + ${n} tokens exceed the context window of ${this.config.nPositions}`);
+    if (this.group.generation !== this.cacheGeneration) {
+      // The caches were lost between two steps: what the caller believes is cached is gone.
+      const lost = this.pos;
+      this.pos = 0;
+      this.cacheGeneration = this.group.generation;
+      if (lost > 0) throw new DecoderError(`the shard workers were restarted and lost the ${lost} cached tokens; run the prompt again`);
+    }
+    if (this.pos + n > this.config.nPositions) {
+      throw new DecoderError(`${this.pos} + ${n} tokens exceed the context window of ${this.config.nPositions}`);
     }
     for (let i = 0; i < n; i++) {
       const id = ids[i];
@@ -85,45 +103,47 @@ export class Coordinator implements Decoder {
     try {
       for (let from = 0; from < n; from += T) {
         T = Math.min(MAX_ROWS, n - from);
-        await this.forward(ids, from, T);
+        await this.forward(ids, from, T, signal);
       }
-      await this.unembed(T - 1);
+      await this.unembed(T - 1, signal);
     } catch (e) {
-      // A shard failed part-way: no KV cache can be trusted any more (a restarted worker's is empty).
-      this.position = 0;
+      // An abort leaves the cache valid up to the chunk it interrupted (that chunk's rows are
+      // overwritten by the next step); any other failure leaves no cache that can be trusted.
+      if (!(e instanceof AbortError) || this.group.generation !== this.cacheGeneration) this.pos = 0;
       throw e;
     }
     return this.group.logits;
   }
 
   /** Runs T tokens through every layer at the current position, filling the KV caches. */
-  private async forward(ids: ArrayLike<number>, from: number, T: number): Promise<void> {
+  private async forward(ids: ArrayLike<number>, from: number, T: number, signal: AbortSignal | undefined): Promise<void> {
     const { stream, group } = this;
-    const pos = this.position;
+    const pos = this.pos;
     stream.embed(ids, from, T, pos);
     for (let l = 0; l < this.config.nLayer; l++) {
       const L = this.layers[l];
       stream.normalize(group.input, L.ln1G, L.ln1B, T);
-      await group.attention(T, pos, l);
+      await group.attention(T, pos, l, signal);
       stream.add(group.partials, L.projB, T);
       stream.normalize(group.input, L.ln2G, L.ln2B, T);
-      await group.mlp(T, l);
+      await group.mlp(T, l, signal);
       stream.add(group.partials, L.fc2B, T);
     }
-    this.position = pos + T;
+    this.pos = pos + T;
   }
 
   /** Final LayerNorm of one row of the stream, then the tied unembedding on the shards. */
-  private async unembed(row: number): Promise<void> {
+  private async unembed(row: number, signal: AbortSignal | undefined): Promise<void> {
     this.stream.normalize(this.group.input, this.lnfG, this.lnfB, 1, row);
-    await this.group.logitsOfFirstRow();
+    await this.group.logitsOfFirstRow(signal);
   }
 
   rollback(position: number): void {
     if (!Number.isInteger(position) || position < 0 || position > this.position) {
       throw new DecoderError(`cannot roll back to ${position}: the cache holds ${this.position} tokens`);
     }
-    this.position = position;
+    this.pos = position;
+    this.cacheGeneration = this.group.generation;
   }
 
   async dispose(): Promise<void> {

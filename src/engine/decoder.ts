@@ -21,9 +21,10 @@ export interface Decoder {
   readonly position: number;
   /**
    * Appends `ids` at `position` (prefill when many, decode when one) and returns the logits
-   * [vocab] of the last one. The array is reused by the next call.
+   * [vocab] of the last one. The array is reused by the next call. An abort during the step
+   * throws AbortError and leaves the cache as it was before the step.
    */
-  step(ids: ArrayLike<number>): Promise<Float32Array>;
+  step(ids: ArrayLike<number>, signal?: AbortSignal): Promise<Float32Array>;
   /** Forgets every token from `position` on, so decoding resumes there. */
   rollback(position: number): void;
   dispose(): Promise<void>;

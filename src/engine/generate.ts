@@ -90,16 +90,16 @@ export class Session {
     for (let from = common; from < ids.length; from += MAX_ROWS) {
       if (signal?.aborted) throw new AbortError();
       const chunk = ids.slice(from, Math.min(ids.length, from + MAX_ROWS));
-      logits = await this.step(chunk);
+      logits = await this.step(chunk, signal);
     }
     return { logits: logits!, reused: common };
   }
 
   /** Appends tokens to the cache. */
-  async step(ids: number[]): Promise<Float32Array> {
+  async step(ids: number[], signal?: AbortSignal): Promise<Float32Array> {
     const before = this.cached.length;
     try {
-      const logits = await this.decoder.step(ids);
+      const logits = await this.decoder.step(ids, signal);
       for (const id of ids) this.cached.push(id);
       return logits;
     } catch (e) {
@@ -260,7 +260,13 @@ export async function* generate(
       break;
     }
     one[0] = id;
-    logits = await session.step(one);
+    try {
+      logits = await session.step(one, signal);
+    } catch (e) {
+      if (!(e instanceof AbortError)) throw e;
+      summary.stopReason = 'aborted';
+      break;
+    }
   }
   summary.decodeMs = firstAt > 0 ? performance.now() - firstAt : 0;
   return summary;

@@ -5,12 +5,11 @@ import type { SpawnShard } from './pool-protocol.ts';
 import { planShards } from './shard-plan.ts';
 import type { ByteSource, LoadProgress } from './weights.ts';
 import { allocateShared, loadWeights } from './weights.ts';
-import type { SyncMode } from './worker-pool.ts';
+import type { PoolOptions } from './worker-pool.ts';
 import { WorkerPool } from './worker-pool.ts';
 
-export interface PoolDecoderOptions {
+export interface PoolDecoderOptions extends Partial<PoolOptions> {
   workers: number;
-  sync?: SyncMode;
   spawn: SpawnShard;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -22,7 +21,7 @@ export interface PoolDecoderOptions {
 export async function createPoolDecoder(config: GPT2Config, source: ByteSource, o: PoolDecoderOptions): Promise<Coordinator> {
   const plan = planShards(config, o.workers);
   const weights = await loadWeights(config, source, plan, allocateShared, o.onProgress);
-  const pool = await WorkerPool.start(config, plan, weights, o.spawn, o.sync ?? 'atomics');
+  const pool = await WorkerPool.start(config, plan, weights, o.spawn, { ...o, sync: o.sync ?? 'atomics' });
   return new Coordinator(config, weights.common, pool, jsKernels);
 }
 

@@ -16,6 +16,8 @@ export class LocalShardGroup implements ShardGroup {
   readonly partials: Float32Array[];
   readonly logits: Float32Array;
   readonly shards: Shard[];
+  /** In-process shards never lose their caches. */
+  readonly generation = 0;
 
   constructor(
     config: GPT2Config,
