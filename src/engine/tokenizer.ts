@@ -6,10 +6,11 @@ import { encode as bpeEncode, setMergeCacheSize } from 'gpt-tokenizer/encoding/r
 // Bounded time and memory, whatever the text: BPE runs on the pieces of GPT-2's own pre-tokenizer
 // (words, numbers, punctuation runs, whitespace runs), and gpt-tokenizer's merge loop is quadratic
 // in a piece's length (and spreads its result as call arguments: a 130,000-space prompt overflowed
-// the stack; a 130 kB one-word prompt took 24 s). So the text is split here with GPT-2's pattern,
-// and each piece goes to gpt-tokenizer on its own, which gives exactly the ids of encoding the
-// text whole (a piece alone splits into itself). Runs of pieces cannot be passed instead: a chunk
-// ending in "\n\n" makes one piece of what, followed by "/", was two.
+// the stack; a 130 kB one-word prompt took 24 s). So the text is split here with GPT-2's pattern
+// and handed to gpt-tokenizer in chunks of whole pieces, which gives exactly the ids of encoding
+// it whole, as long as a chunk never ends in whitespace: the pattern's `\s+(?!\S)` looks at the
+// next character, and "}\n\n/**" is "}", "\n", "\n", "/**" but a chunk "}\n\n" would make "\n\n" one
+// piece. (A piece alone always splits into itself.)
 //
 // BPE works on UTF-8 bytes, so a piece longer than MAX_PIECE_BYTES is cut into parts of at most
 // that many bytes (between characters) first. That is the one place where ids may differ from
@@ -22,6 +23,8 @@ export const END_OF_TEXT_STRING = '<|endoftext|>';
 
 /** Longest pre-tokenized piece handed to BPE whole, in UTF-8 bytes. */
 export const MAX_PIECE_BYTES = 256;
+/** A chunk of whole pieces is cut at the first safe place after this many characters. */
+export const CHUNK_CHARS = 4096;
 
 /** GPT-2's pre-tokenizer (the r50k_base split pattern): every character falls in exactly one piece. */
 export const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -33,13 +36,51 @@ const PLAIN = { disallowedSpecial: new Set<string>() };
 // most MAX_PIECE_BYTES long, so this bounds the cache to a few megabytes.
 setMergeCacheSize(10_000);
 
-/** The strings encode() hands to gpt-tokenizer, in order; their concatenation is `text`. */
+const endsInSpace = (piece: string): boolean => /\s$/.test(piece);
+
+/**
+ * The strings encode() hands to gpt-tokenizer, in order; their concatenation is `text`. Each is
+ * a chunk of whole pieces that does not end in whitespace (except the text's own end), a single
+ * piece, or a part of a piece longer than MAX_PIECE_BYTES.
+ */
 export function* bpeInputs(text: string): Generator<string> {
-  for (const [piece] of text.matchAll(GPT2_SPLIT)) {
-    // A UTF-16 unit is at most 3 UTF-8 bytes: only long-looking pieces need counting.
-    if (piece.length * 3 <= MAX_PIECE_BYTES) yield piece;
-    else yield* cut(piece);
+  let start = 0; // of the chunk being gathered
+  let safe = 0; // end of its last piece that does not end in whitespace
+  const tail: number[] = []; // ends of the pieces after `safe`
+  for (const m of text.matchAll(GPT2_SPLIT)) {
+    const piece = m[0];
+    const end = m.index + piece.length;
+    if (piece.length * 3 > MAX_PIECE_BYTES && utf8Length(piece) > MAX_PIECE_BYTES) {
+      // Flush what precedes it: the chunk up to `safe`, then the whitespace pieces one by one.
+      if (safe > start) yield text.slice(start, safe);
+      let from = safe;
+      for (const to of tail) yield text.slice(from, (from = to));
+      yield* cut(piece);
+      start = safe = end;
+      tail.length = 0;
+      continue;
+    }
+    if (endsInSpace(piece)) {
+      tail.push(end);
+      continue;
+    }
+    safe = end;
+    tail.length = 0;
+    if (safe - start >= CHUNK_CHARS) {
+      yield text.slice(start, safe);
+      start = safe;
+    }
   }
+  if (start < text.length) yield text.slice(start);
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdbff ? (i++, 4) : 3;
+  }
+  return n;
 }
 
 /** `piece` in parts of at most MAX_PIECE_BYTES UTF-8 bytes, cut between characters. */
@@ -63,8 +104,8 @@ function* cut(piece: string): Generator<string> {
 
 export function encode(text: string): number[] {
   const ids: number[] = [];
-  for (const piece of bpeInputs(text)) {
-    for (const id of bpeEncode(piece, PLAIN)) ids.push(id);
+  for (const chunk of bpeInputs(text)) {
+    for (const id of bpeEncode(chunk, PLAIN)) ids.push(id);
   }
   return ids;
 }
