@@ -128,7 +128,6 @@ export async function discardDownload(ctx: StoreContext, id: string): Promise<bo
 }
 
 const normalizeSha = (s: string | undefined): string | null => s?.trim().toLowerCase() || null;
-const smallest = (...xs: Array<number | null>): number | null => xs.reduce<number | null>((m, x) => (x === null ? m : m === null ? x : Math.min(m, x)), null);
 
 class DownloadJob {
   private hasher = createSha256();
