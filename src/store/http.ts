@@ -109,9 +109,10 @@ const connectViolation = (since: number): Violation | undefined =>
 const PROBE_TIMEOUT_MS = 10_000;
 
 /** Asks `url` again without following redirects: does it answer, redirect, or not at all? */
-async function probe(fetcher: typeof fetch, url: string): Promise<'redirects' | 'answers' | 'unreachable'> {
+async function probe(fetcher: typeof fetch, url: string, signal: AbortSignal | undefined): Promise<'redirects' | 'answers' | 'unreachable'> {
+  const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS);
   try {
-    const res = await fetcher(url, { redirect: 'manual', headers: { Range: 'bytes=0-0' }, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    const res = await fetcher(url, { redirect: 'manual', headers: { Range: 'bytes=0-0' }, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     await res.body?.cancel().catch(() => undefined);
     // Browsers hide a manual redirect as an opaque one; Node shows the 3xx itself.
     return res.type === 'opaqueredirect' || (res.status >= 300 && res.status < 400) ? 'redirects' : 'answers';
@@ -135,7 +136,7 @@ function lowLevelCause(e: unknown): string {
  * request that does not follow redirects. Where that cannot separate two causes, the message
  * names both.
  */
-export async function explainFetchFailure(fetcher: typeof fetch, e: unknown, url: string, since: number): Promise<StoreError> {
+export async function explainFetchFailure(fetcher: typeof fetch, e: unknown, url: string, since: number, signal?: AbortSignal): Promise<StoreError> {
   const host = hostOf(url);
   const resumable = 'The download can be resumed.';
   const rule = 'models are downloaded over https (or from this device) only.';
@@ -155,7 +156,8 @@ export async function explainFetchFailure(fetcher: typeof fetch, e: unknown, url
   if (typeof navigator !== 'undefined' && navigator.onLine === false) {
     return new StoreError('network', `This device is offline. ${resumable}`, { cause: e });
   }
-  const seen = await probe(fetcher, url);
+  const seen = await probe(fetcher, url, signal);
+  if (signal?.aborted) return cancelled();
   v = connectViolation(since);
   if (v) return blocked(v);
   if (seen === 'redirects') {
@@ -200,7 +202,7 @@ export async function fetchOrFail(fetcher: typeof fetch, url: string, init: Requ
   } catch (e) {
     if (e instanceof StoreError) throw e;
     if (signal.aborted) throw stall.reason(url);
-    throw await explainFetchFailure(fetcher, e, url, since);
+    throw await explainFetchFailure(fetcher, e, url, since, signal);
   }
 }
 
