@@ -161,7 +161,7 @@ describe('hostile inputs in Chromium', () => {
     expect(srv.requests.filter((r) => r.path === '/stall/model.safetensors' && r.method === 'GET').at(-1)).toMatchObject({ range: `bytes=${4 << 20}-`, status: 206 });
   });
 
-  it('says why a download failed: a redirect loop, a redirect the CSP blocks, an unreachable host, a server error', async () => {
+  it('says why a download failed: a redirect loop, a redirect the CSP blocks, an unreachable host, no CORS, a server error', async () => {
     const p = page();
     const config = new TextEncoder().encode(tinyConfigText());
     const failure = async (url: string): Promise<string> => {
@@ -192,6 +192,21 @@ describe('hostile inputs in Chromium', () => {
       `Downloading gone failed: Cannot reach 127.0.0.1:${port}: the server is down, the address is wrong, or it does not allow downloads from ` +
         'other sites (CORS); the browser does not say which. The download can be resumed.',
     );
+
+    // A server that does not allow other origins (no CORS headers): the browser reports it exactly
+    // as it reports an unreachable host, and the message says it cannot tell which.
+    const closed = await startRangeServer();
+    try {
+      closed.files.set('/private/config.json', config);
+      closed.files.set('/private/model.safetensors', FILE);
+      expect(await failure(`${closed.origin}/private/`)).toBe(
+        `Downloading private failed: Cannot reach ${closed.origin.replace('http://', '')}: the server is down, the address is wrong, or it does not allow downloads from ` +
+          'other sites (CORS); the browser does not say which. The download can be resumed.',
+      );
+      expect(closed.requests.some((r) => r.path === '/private/config.json' && r.status === 200)).toBe(true);
+    } finally {
+      await closed.close();
+    }
 
     srv.files.set('/busy/config.json', config);
     srv.special.set('/busy/model.safetensors', { kind: 'status', status: 503, statusText: 'Service Unavailable' });
