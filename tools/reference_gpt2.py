@@ -134,9 +134,10 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(n))
         self.bias = nn.Parameter(torch.zeros(n))
         self.eps = eps
+        self.n = n  # a Python int, so a traced export (tools/export_onnx.py) sees a constant shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        return F.layer_norm(x, (self.n,), self.weight, self.bias, self.eps)
 
 
 class Attention(nn.Module):
