@@ -64,7 +64,7 @@ def export(model_dir: str, out_path: str, opset: int) -> None:
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
     axes.update({n: {0: "batch", 2: "past_sequence"} for n in past_names})
     axes.update({n: {0: "batch", 2: "total_sequence"} for n in present_names})
-    tmp = out_path + ".partial"
+    tmp = f"{out_path}.{os.getpid()}.partial"  # two exports at once never share a file
     with torch.no_grad(), warnings.catch_warnings():
         # The reference's length assert becomes a constant in the trace: harmless, and noisy.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -175,7 +175,7 @@ def main() -> None:
     if r.counts["MatMul"] + r.counts["Gemm"] == 0:
         sys.exit("quantize_onnx_int8: no MatMul or Gemm with a constant float weight to quantize")
     onnx.checker.check_model(model)
-    tmp = a.output + ".partial"
+    tmp = f"{a.output}.{os.getpid()}.partial"
     onnx.save(model, tmp)
     os.replace(tmp, a.output)
     print(f"wrote {a.output} ({os.path.getsize(a.output) / 1e6:.1f} MB): "
