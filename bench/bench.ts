@@ -1,7 +1,8 @@
-// npm run bench [-- --json] [-- --model DIR] [-- --workers 1,2] [-- --runs 3]
+// npm run bench [-- --json] [-- --model DIR] [-- --workers 1,2] [-- --runs 3] [-- --peer off]
 // Prefill of a 128-token prompt and decode tokens/s over 64 tokens, for the single-thread
 // reference and the worker pool, measured side by side in one run; each pool figure is printed
-// as a ratio to the reference of the same run. Also: the memory-bandwidth bound of decoding.
+// as a ratio to the reference of the same run. Also: the memory-bandwidth bound of decoding, and
+// the peer (bench/peer-ort.ts): onnxruntime-web on the same weights, our figures as ratios to it.
 
 import { availableParallelism, cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -25,6 +26,8 @@ import { createPoolDecoder } from '../src/engine/pool-decoder.ts';
 import { openDecoder } from '../src/node/open-decoder.ts';
 import { spawnNodeShard } from '../src/node/spawn-node.ts';
 import { ModelStore } from '../src/store/index.ts';
+import { benchPeer, peerText, ratiosToPeer } from './peer-ort.ts';
+import type { PeerReport } from './peer-ort.ts';
 import { GPT2_SMALL, randomModelDir } from './random-model.ts';
 
 const PROMPT_TOKENS = 128;
@@ -230,11 +233,13 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2), new Set(['json', 'comlink']), new Set(['model', 'workers', 'runs']));
+  const args = parseArgs(process.argv.slice(2), new Set(['json', 'comlink']), new Set(['model', 'workers', 'runs', 'peer']));
   const runs = Number(args.get('runs') ?? 3);
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError('--runs must be a positive integer');
   const poolSizes = String(args.get('workers') ?? '1,2').split(',').map(Number);
   if (poolSizes.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) throw new UsageError('--workers must be a comma-separated list of pool sizes, e.g. 1,2');
+  const peerOn = String(args.get('peer') ?? 'on');
+  if (peerOn !== 'on' && peerOn !== 'off') throw new UsageError('--peer must be on or off');
   const json = args.has('json');
   const log = (s: string): void => void process.stderr.write(s + '\n');
 
@@ -258,6 +263,11 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const [name, dir] of models) rows.push(...(await benchModel(name, dir, engines, runs, bandwidth, log)));
 
+  // The peer runs on the last model (GPT-2-small-shaped, or the one named), after our rows.
+  const [peerModel, peerDir] = models[models.length - 1];
+  const peer: PeerReport = peerOn === 'off' ? { skipped: '--peer off' } : await benchPeer({ dir: peerDir, prompt, decodeTokens: DECODE_TOKENS, runs, log });
+  const ours = rows.filter((r) => r.model === peerModel).map((r) => ({ ...r, name: describe(r) }));
+
   // The model a new user starts cold: the bundled one, unless a model was named.
   log('hand-off cost of an empty layer step…');
   const handOffs: Array<{ workers: number; sync: SyncMode; microseconds: number }> = [];
@@ -273,11 +283,12 @@ async function main(): Promise<void> {
 
   const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
   if (json) {
-    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, handOffs, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ machine, runs, promptTokens: PROMPT_TOKENS, decodeTokens: DECODE_TOKENS, readBandwidthBytesPerSecond: Object.fromEntries(bandwidth), rows, peer, peerRatios: ratiosToPeer(peer, ours), handOffs, coldStart: { model: coldName, workers: Math.max(...poolSizes), ...cold }, prefixReuse: { model: coldName, ...reuse } }, null, 2) + '\n');
   } else {
     process.stdout.write(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; medians of ${runs} runs after 2 warm-up runs\n`);
     process.stdout.write(`read bandwidth (native scan): ${[...bandwidth].map(([n, b]) => `${n} thread${n > 1 ? 's' : ''} ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}\n\n`);
     process.stdout.write(table(rows) + '\n');
+    process.stdout.write('\n' + peerText(peer, peerModel, ours));
     process.stdout.write(`\nhand-off of one empty layer step (µs): ${handOffs.map((h) => `${h.workers} worker${h.workers > 1 ? 's' : ''} ${h.sync} ${h.microseconds.toFixed(0)}`).join(', ')}\n`);
     process.stdout.write(`\ncold start of ${coldName} to its first logits on ${Math.max(...poolSizes)} workers: ` +
       `${cold.storeMs.toFixed(0)} ms from the model store (fake-indexeddb), ${cold.diskMs.toFixed(0)} ms from disk\n`);

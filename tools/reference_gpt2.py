@@ -134,9 +134,10 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(n))
         self.bias = nn.Parameter(torch.zeros(n))
         self.eps = eps
+        self.n = n  # a Python int, so a traced export (tools/export_onnx.py) sees a constant shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        return F.layer_norm(x, (self.n,), self.weight, self.bias, self.eps)
 
 
 class Attention(nn.Module):
@@ -315,7 +316,7 @@ def save_safetensors(path: str, tensors: Dict[str, torch.Tensor], dtype: str = "
 
 
 def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """Read a safetensors file into float tensors (kept in the stored dtype)."""
+    """Read a safetensors file into float tensors (kept in the stored dtype; BF16 as float32)."""
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -324,8 +325,13 @@ def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
     base = 8 + n
     out = {}
     for name, info in header.items():
-        npdt, _ = _DT[info["dtype"]]
         b, e = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            # bfloat16 is the top half of a float32: widen the bits, exactly.
+            bits = np.frombuffer(data, dtype="<u2", count=(e - b) // 2, offset=base + b).astype(np.uint32) << 16
+            out[name] = torch.from_numpy(bits.view(np.float32).reshape(info["shape"]).copy())
+            continue
+        npdt, _ = _DT[info["dtype"]]
         arr = np.frombuffer(data, dtype=np.dtype(npdt).newbyteorder("<"), count=(e - b) // np.dtype(npdt).itemsize,
                             offset=base + b).reshape(info["shape"])
         out[name] = torch.from_numpy(arr.astype(npdt).copy())
@@ -502,12 +508,19 @@ def _self_test():
         assert sd2["wpe.weight"].dtype == torch.float32 and sd2["wte.weight"].dtype == torch.float16
         for k in sd:
             assert torch.equal(sd2[k].double(), sd[k].to(sd2[k].dtype).double()), k
+        # BF16: a tensor whose float32 values have zero low halves reads back exactly
+        x32 = (torch.randn(3, 5, generator=g).float().numpy().view(np.uint32) & 0xFFFF0000).view(np.float32)
+        hb = json.dumps({"x": {"dtype": "BF16", "shape": [3, 5], "data_offsets": [0, 30]}}).encode()
+        pb = os.path.join(d, "bf16.safetensors")
+        with open(pb, "wb") as f:
+            f.write(struct.pack("<Q", len(hb)) + hb + (x32.view(np.uint32) >> 16).astype("<u2").tobytes())
+        assert torch.equal(load_safetensors(pb)[0]["x"], torch.from_numpy(x32))
         m2 = model_from_safetensors(p, cfg)
         r = f16_round(m.state_dict())
         r["wpe.weight"] = m.state_dict()["wpe.weight"].float().double()
         m3 = GPT2(cfg).double().eval(); m3.load_state_dict(r)
         assert torch.equal(full_logits(m2, prompt), full_logits(m3, prompt))
-    print("reference_gpt2 self-test OK (KV cache == full recompute, causal, attention loop, safetensors)")
+    print("reference_gpt2 self-test OK (KV cache == full recompute, causal, attention loop, safetensors incl. BF16)")
 
 
 if __name__ == "__main__":
